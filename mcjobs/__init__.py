@@ -1,0 +1,1 @@
+"""MetaChat Jobs: job orchestration in front of MetaChat's media API."""

@@ -1,0 +1,90 @@
+"""Service configuration, read from the environment (and an optional `.env` file).
+
+Every name here is documented in `docs/configuration.md`. Defaults make `make run` work with
+nothing configured: SQLite under `var/`, Redis on localhost, the simulator when no MetaChat
+key is set.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_METACHAT_BASE_URL = "https://api.mmchat.xyz/open/v1"
+
+# Standard Webhooks recommends retrying over about a day; these are the gaps between attempts.
+DEFAULT_WEBHOOK_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 10800.0, 21600.0, 43200.0)
+
+
+class Settings(BaseSettings):
+    """All configuration of MetaChat Jobs. Field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # storage and broker
+    database_url: str = "sqlite:///var/mcjobs.sqlite3"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    db_pool_size: int = Field(default=5, ge=1)
+
+    # upstream
+    metachat_base_url: str = DEFAULT_METACHAT_BASE_URL
+    metachat_api_key: SecretStr | None = None
+    metachat_app_id: SecretStr | None = None
+    metachat_connect_timeout: float = Field(default=5.0, gt=0)
+    metachat_read_timeout: float = Field(default=30.0, gt=0)
+    metachat_max_connections: int = Field(default=50, ge=1)
+    # JSON overrides of what no source confirms: paths, prices, durations (docs/upstream.md)
+    metachat_catalogue_overrides: dict[str, Any] = Field(default_factory=dict)
+
+    # pipeline
+    poll_time_scale: float = Field(default=1.0, gt=0)
+    resubmit_on_uncertain: bool = False
+    submit_batch_size: int = Field(default=200, ge=1)
+    poll_batch_size: int = Field(default=500, ge=1)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    submit_max_attempts: int = Field(default=6, ge=1)
+    # per provider: requests per second and tasks in flight upstream, shared by every worker (Redis)
+    provider_rate_per_second: dict[str, float] = Field(default_factory=lambda: {"default": 10.0})
+    provider_max_in_flight: dict[str, int] = Field(default_factory=lambda: {"default": 200})
+    # per provider or model: JSON overrides of the poll schedule, see docs/configuration.md
+    poll_schedules: dict[str, dict[str, float]] = Field(default_factory=dict)
+    retention_days: float = Field(default=30.0, gt=0)
+    beat_interval_seconds: float = Field(default=1.0, gt=0)
+
+    # webhooks
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_schedule_seconds: tuple[float, ...] = DEFAULT_WEBHOOK_SCHEDULE
+    webhook_time_scale: float = Field(default=1.0, gt=0)
+    deliver_batch_size: int = Field(default=100, ge=1)
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    max_batch_jobs: int = Field(default=10_000, ge=1)
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_postgres_driver(cls, value: str) -> str:
+        # psycopg 3 is the one PostgreSQL driver we ship; accept the common spellings.
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @property
+    def uses_simulator(self) -> bool:
+        return self.metachat_api_key is None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings. Tests build their own `Settings(...)` instead."""
+    return Settings()

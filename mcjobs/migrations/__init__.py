@@ -1,0 +1,1 @@
+"""Alembic migrations. Revisions are named by date and purpose."""

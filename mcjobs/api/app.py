@@ -1,0 +1,29 @@
+"""The FastAPI application factory (`mcjobs api` serves `create_app()`)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from mcjobs.api.errors import install_error_handlers
+from mcjobs.api.routes import batches, dashboard, health, jobs, models, stats, webhooks
+from mcjobs.core.db import Database, get_database
+from mcjobs.core.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="MetaChat Jobs",
+        version="1",
+        description="Jobs and batches in front of MetaChat's media API. See docs/api.md.",
+    )
+    app.state.settings = settings
+    app.state.db = db or (
+        get_database()
+        if settings is get_settings()
+        else Database(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    )
+    install_error_handlers(app)
+    for module in (health, jobs, batches, models, webhooks, stats, dashboard):
+        app.include_router(module.router)
+    return app

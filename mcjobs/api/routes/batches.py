@@ -1,0 +1,7 @@
+"""Routes: batches."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,1 @@
+"""Shared test helpers: real services, waiting on conditions, child processes."""

@@ -1,0 +1,173 @@
+"""Per-model ``params`` models: what each MetaChat model accepts, as pydantic v2 schemas.
+
+Every model forbids unknown keys so a typo answers 422 instead of being silently dropped upstream.
+Ranges and enums come from public client code where known; the rest are our assumptions and are
+listed in ``docs/upstream.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+
+ASPECT_PATTERN = r"^[1-9][0-9]{0,2}(\.[0-9]{1,2})?:[1-9][0-9]{0,2}(\.[0-9]{1,2})?$"
+_ASPECT = re.compile(ASPECT_PATTERN)
+
+
+def _aspect_ratio(value: str) -> str:
+    if not _ASPECT.match(value):
+        raise PydanticCustomError("aspect_ratio", 'must be a width:height ratio such as "16:9"')
+    return value
+
+
+AspectRatio = Annotated[
+    str,
+    AfterValidator(_aspect_ratio),
+    Field(
+        description='Width:height ratio such as "16:9".',
+        examples=["16:9"],
+        json_schema_extra={"pattern": ASPECT_PATTERN},
+    ),
+]
+"""A free ``W:H`` ratio, for models whose allowed list is not known."""
+
+FluxAspect = Literal["9:21", "2:3", "3:4", "9:16", "1:1", "16:9", "4:3", "3:2", "21:9"]
+FluxSize = Literal["1MP", "2MP", "4MP"]
+ZImageAspect = Literal["1:1", "3:2", "2:3", "4:3", "3:4", "16:9", "9:16"]
+ImageCount = Annotated[int, Field(ge=1, le=4, description="How many images to generate.")]
+
+MIDJOURNEY_QUALITIES = (0.5, 1, 2, 4)
+
+
+def _one_word(value: str) -> str:
+    if any(ch.isspace() for ch in value):
+        raise PydanticCustomError("one_word", "must be one keyword without spaces")
+    return value
+
+
+def _midjourney_quality(value: float) -> float:
+    if value not in MIDJOURNEY_QUALITIES:
+        raise PydanticCustomError("quality", "must be 0.5, 1, 2 or 4")
+    return value
+
+
+MidjourneyQuality = Annotated[
+    float,
+    AfterValidator(_midjourney_quality),
+    Field(json_schema_extra={"enum": list(MIDJOURNEY_QUALITIES)}),
+]
+
+
+class Params(BaseModel):
+    """Base of every params model: unknown keys refused, JSON types as sent (no "5" → 5)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class NoParams(Params):
+    """An action that takes no parameters at all."""
+
+
+class MidjourneyImagineParams(Params):
+    """Midjourney ``imagine`` / grid generation knobs."""
+
+    aspect: AspectRatio | None = None
+    stylize: Annotated[int, Field(ge=0, le=1000)] | None = None
+    quality: MidjourneyQuality | None = None
+    chaos: Annotated[int, Field(ge=0, le=100)] | None = None
+    style: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    seed: Annotated[int, Field(ge=0, le=4_294_967_295)] | None = None
+    no: (
+        Annotated[
+            list[
+                Annotated[
+                    str, StringConstraints(min_length=1, max_length=64), AfterValidator(_one_word)
+                ]
+            ],
+            Field(max_length=32, description="Keywords to exclude; no spaces inside one."),
+        ]
+        | None
+    ) = None
+
+
+class MidjourneyUpscaleParams(Params):
+    """Upscale of a split tile."""
+
+    type: Literal["subtle", "creative"] = "subtle"
+
+
+class MidjourneyVaryParams(Params):
+    """Strong or subtle variation of a single image."""
+
+    type: Literal["strong", "subtle"] = "subtle"
+
+
+class MidjourneyZoomParams(Params):
+    """Zoom out of a single image; the scale range is our assumption (Midjourney's own UI)."""
+
+    scale: Annotated[float, Field(gt=1.0, le=2.0)] = 2.0
+
+
+class MidjourneyPanParams(Params):
+    """Extend a single image in one direction."""
+
+    direction: Literal["left", "right", "up", "down"]
+
+
+class MidjourneyBlendParams(Params):
+    """Blend of 2..5 images; the aspect list is Midjourney's own (portrait, square, landscape)."""
+
+    aspect: Literal["2:3", "1:1", "3:2"] | None = None
+
+
+class MidjourneyVideoParams(Params):
+    """Midjourney image-to-video; clips have a fixed length, so there is no duration."""
+
+    resolution: Literal["480p", "720p"] | None = None
+
+
+class FluxKontextParams(Params):
+    """FLUX.1 Kontext; ``mode`` is always sent because the upstream errors when it is null."""
+
+    mode: Literal["pro", "max"] = "pro"
+    num: ImageCount | None = None
+    aspect: FluxAspect | None = None
+    size: FluxSize | None = None
+
+
+class Flux2Params(Params):
+    """FLUX.2 pro / max."""
+
+    num: ImageCount | None = None
+    aspect: FluxAspect | None = None
+    size: FluxSize | None = None
+
+
+class ZImageParams(Params):
+    """Z-Image turbo: only an aspect ratio is known."""
+
+    aspect: ZImageAspect | None = None
+
+
+class SeedreamParams(Params):
+    """Doubao Seedream: a count and no aspect ratio."""
+
+    num: ImageCount | None = None
+
+
+class GrokImageParams(Params):
+    """Grok Imagine image models."""
+
+    num: ImageCount | None = None
+    aspect: AspectRatio | None = None
+
+
+class GrokVideoParams(Params):
+    """Grok Imagine video."""
+
+    duration: Annotated[int, Field(ge=1, le=15, description="Clip length in seconds.")] = 5
+    ratio: Literal["adaptive", "16:9", "9:16", "4:3", "3:4", "1:1", "3:2", "2:3"] | None = None
+    resolution: Literal["480p", "720p"] | None = None

@@ -32,13 +32,9 @@ def pg_template() -> Iterator[str]:
         from sqlalchemy import create_engine, text
         from sqlalchemy.engine import make_url
 
-        admin = create_engine(
-            make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
-        )
+        admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(
-                text(f'CREATE DATABASE "{name}" TEMPLATE "{make_url(url).database}"')
-            )
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{make_url(url).database}"'))
         admin.dispose()
     try:
         yield name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mcjobs.cli import client_cmds, keys, serve, webhooks
+from mcjobs.cli import client_cmds, keys, serve, up, webhooks
 
 app = typer.Typer(
     name="mcjobs",
@@ -13,6 +13,7 @@ app = typer.Typer(
     add_completion=False,
 )
 serve.register(app)
+up.register(app)
 keys.register(app)
 client_cmds.register(app)
 webhooks.register(app)

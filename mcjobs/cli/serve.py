@@ -15,6 +15,11 @@ def register(app: typer.Typer) -> None:
     app.command("beat")(beat)
     app.command("sim")(sim)
     app.command("migrate")(migrate)
+    app.command("flower")(flower)
+    app.add_typer(health_app, name="healthcheck")
+
+
+health_app = typer.Typer(help="Container health checks: exit 0 when healthy.", no_args_is_help=True)
 
 
 def api(
@@ -81,3 +86,59 @@ def migrate(
     settings = get_settings()
     upgrade(settings.database_url, revision)
     typer.echo(f"database at revision {revision}")
+
+
+def flower(
+    port: Annotated[int, typer.Option(help="Port for the Flower UI.")] = 5555,
+) -> None:
+    """Run Flower (Celery's monitor) against this service's broker; needs the `flower` extra."""
+    import os
+    import sys
+
+    os.execvp(  # noqa: S606 (replace this process with Flower)
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "--app",
+            "mcjobs.worker.celery_app:app",
+            "flower",
+            f"--port={port}",
+        ],
+    )
+
+
+@health_app.command("http")
+def health_http(url: Annotated[str, typer.Argument(help="URL that must answer 2xx.")]) -> None:
+    """Healthy when URL answers 2xx within 5 s."""
+    import httpx
+
+    try:
+        ok = httpx.get(url, timeout=5.0).is_success
+    except httpx.HTTPError:
+        ok = False
+    raise typer.Exit(0 if ok else 1)
+
+
+@health_app.command("redis")
+def health_redis() -> None:
+    """Healthy when REDIS_URL answers PING."""
+    import redis
+
+    try:
+        ok = bool(redis.Redis.from_url(get_settings().redis_url, socket_timeout=5).ping())
+    except redis.RedisError:
+        ok = False
+    raise typer.Exit(0 if ok else 1)
+
+
+@health_app.command("worker")
+def health_worker() -> None:
+    """Healthy when this host's Celery worker answers a ping."""
+    import socket
+
+    from mcjobs.worker.celery_app import app as celery_app
+
+    replies = celery_app.control.ping(destination=[f"celery@{socket.gethostname()}"], timeout=5.0)
+    raise typer.Exit(0 if replies else 1)

@@ -1,0 +1,10 @@
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY pyproject.toml README.md ./
+COPY mcjobs ./mcjobs
+RUN pip install --no-cache-dir '.[flower]'
+RUN useradd --create-home mcjobs
+USER mcjobs
+EXPOSE 8000
+CMD ["mcjobs", "api", "--host", "0.0.0.0", "--port", "8000"]

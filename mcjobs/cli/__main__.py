@@ -1,0 +1,3 @@
+from mcjobs.cli.main import main
+
+main()

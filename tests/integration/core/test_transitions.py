@@ -1,0 +1,117 @@
+"""The state machine: compare-and-set transitions, audit rows, the webhook outbox."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from mcjobs.core.db import Database
+from mcjobs.core.tables import Job, JobEvent, WebhookDelivery
+from mcjobs.core.transitions import IllegalTransition, transition
+from tests.support.core_rows import make_job, make_key
+
+
+def test_a_transition_moves_the_job_and_writes_an_event(db: Database) -> None:
+    key = make_key(db)
+    job_id = make_job(db, key.id)
+    with db.session() as session:
+        job = transition(
+            session,
+            job_id,
+            from_status="queued",
+            to_status="running",
+            reason="submitted",
+            values={"upstream_task_id": "up-1"},
+        )
+        assert job is not None and job.status == "running"
+    with db.read_session() as session:
+        events = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id)).all()
+        assert [(e.from_status, e.to_status, e.reason) for e in events] == [
+            ("queued", "running", "submitted")
+        ]
+        assert session.get_one(Job, job_id).upstream_task_id == "up-1"
+
+
+def test_a_stale_transition_loses_and_leaves_no_trace(db: Database) -> None:
+    key = make_key(db)
+    job_id = make_job(db, key.id, status="running")
+    with db.session() as session:
+        assert (
+            transition(
+                session, job_id, from_status="queued", to_status="cancelled", reason="cancel"
+            )
+            is None
+        )
+    with db.read_session() as session:
+        assert session.scalar(select(func.count()).select_from(JobEvent)) == 0
+        assert session.get_one(Job, job_id).status == "running"
+
+
+def test_only_one_of_two_racing_writers_finishes_a_job(pg_db: Database) -> None:
+    key = make_key(pg_db)
+    job_id = make_job(pg_db, key.id, status="running", webhook_url="https://example.com/h")
+    barrier = threading.Barrier(2)
+    wins: list[bool] = []
+
+    def finish(to_status: str) -> None:
+        with pg_db.session() as session:
+            barrier.wait(timeout=10)
+            won = transition(
+                session, job_id, from_status="running", to_status=to_status, reason="race"
+            )
+            wins.append(won is not None)
+
+    threads = [threading.Thread(target=finish, args=(s,)) for s in ("succeeded", "failed")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(wins) == [False, True]
+    with pg_db.read_session() as session:
+        assert session.scalar(select(func.count()).select_from(JobEvent)) == 1
+        assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 1
+
+
+def test_a_terminal_transition_queues_the_webhook_in_the_same_transaction(db: Database) -> None:
+    key = make_key(db)
+    job_id = make_job(db, key.id, status="running", webhook_url="https://example.com/h")
+    with pytest.raises(RuntimeError), db.session() as session:
+        transition(session, job_id, from_status="running", to_status="succeeded", reason="done")
+        raise RuntimeError("crash before commit")
+    with db.read_session() as session:
+        assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
+        assert session.get_one(Job, job_id).status == "running"
+    with db.session() as session:
+        transition(session, job_id, from_status="running", to_status="succeeded", reason="done")
+    with db.read_session() as session:
+        delivery = session.scalars(select(WebhookDelivery)).one()
+        assert delivery.event_type == "job.succeeded"
+        assert delivery.job_id == job_id
+        assert '"status":"succeeded"' in delivery.payload
+        finished = session.get_one(Job, job_id)
+        assert finished.finished_at is not None and finished.lease_until is None
+
+
+def test_cancel_from_either_active_status_records_the_status_it_left(db: Database) -> None:
+    key = make_key(db)
+    job_id = make_job(db, key.id, status="running")
+    with db.session() as session:
+        transition(
+            session,
+            job_id,
+            from_status=("queued", "running"),
+            to_status="cancelled",
+            reason="cancel",
+        )
+    with db.read_session() as session:
+        event = session.scalars(select(JobEvent)).one()
+        assert (event.from_status, event.to_status) == ("running", "cancelled")
+
+
+def test_a_transition_the_state_machine_forbids_is_refused(db: Database) -> None:
+    key = make_key(db)
+    job_id = make_job(db, key.id, status="succeeded")
+    with pytest.raises(IllegalTransition), db.session() as session:
+        transition(session, job_id, from_status="succeeded", to_status="running", reason="x")

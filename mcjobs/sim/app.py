@@ -102,7 +102,7 @@ def _add_admin(app: FastAPI, sim: Simulator) -> None:
         return {"status": "ok"}
 
     @app.get(ADMIN_PREFIX + "/stats")
-    async def stats() -> dict[str, object]:
+    async def stats() -> dict[str, Any]:
         return sim.stats_view()
 
     @app.get(ADMIN_PREFIX + "/config")
@@ -123,7 +123,7 @@ def _add_admin(app: FastAPI, sim: Simulator) -> None:
             return JSONResponse({"detail": str(exc)}, 422)
 
     @app.post(ADMIN_PREFIX + "/reset")
-    async def reset() -> dict[str, object]:
+    async def reset() -> dict[str, Any]:
         sim.reset()
         return sim.stats_view()
 

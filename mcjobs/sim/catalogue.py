@@ -47,7 +47,7 @@ MJ_IMAGINE_RULES: Mapping[str, ParamRule] = {
     "quality": OneOf((0.25, 0.5, 1, 2, 4)),
     "chaos": IntRange(0, 100),
     "weird": IntRange(0, 3000),
-    "style": Text(50),
+    "style": Text(64),
     "seed": IntRange(0, 4_294_967_295),
     "no": Words(),
 }
@@ -68,7 +68,7 @@ Z_IMAGE_RULES: Mapping[str, ParamRule] = {
     "size": OneOf(("1K", "2K")),
 }
 SEEDREAM_RULES: Mapping[str, ParamRule] = {"num": IntRange(1, 4), "size": OneOf(("1K", "2K", "4K"))}
-GROK_IMAGE_RULES: Mapping[str, ParamRule] = {"num": IntRange(1, 4), "aspect": OneOf(COMMON_ASPECTS)}
+GROK_IMAGE_RULES: Mapping[str, ParamRule] = {"num": IntRange(1, 4), "aspect": Ratio()}
 GROK_VIDEO_RULES: Mapping[str, ParamRule] = {
     "duration": IntRange(1, 15),
     "ratio": OneOf(VIDEO_RATIOS),

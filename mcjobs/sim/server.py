@@ -101,7 +101,7 @@ class SimServer:
             self._socket.close()
         self._server = self._thread = self._socket = None
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> dict[str, Any]:
         """The counters, as ``GET /_sim/stats`` shows them."""
         return self.simulator.stats_view()
 
@@ -118,7 +118,7 @@ class SimServer:
         url = f"{self.root_url}{ADMIN_PREFIX}/health"
         while True:
             try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
+                if httpx.get(url, timeout=1.0, trust_env=False).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

@@ -77,7 +77,7 @@ class Simulator:
         with self._lock:
             return {**self.config.public_view(), "balance": self.book.balance}
 
-    def stats_view(self) -> dict[str, object]:
+    def stats_view(self) -> dict[str, Any]:
         """Counters, balance and tasks by current status."""
         with self._lock:
             now = self.clock.now()

@@ -98,7 +98,11 @@ class Catalogue:
             model = source_model
         spec = self.model(model)
         action_spec = self.action(model, action)
-        source_spec = self.model(source_model) if source_model is not None else None
+        source_spec = None
+        if source_model is not None:
+            source_spec = self._models.get(source_model)
+            if source_spec is None:
+                raise SpecError([(("source", "job_id"), f"unknown source model {source_model!r}")])
         return validate_spec(
             spec,
             action_spec,

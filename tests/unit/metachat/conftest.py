@@ -11,7 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from mcjobs.metachat import MetaChatClient, build_catalogue, make_http_client
+from mcjobs.metachat import (
+    CatalogueOverrides,
+    MetaChatClient,
+    build_catalogue,
+    make_http_client,
+)
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "metachat"
 BASE_URL = "http://127.0.0.1:9/open/v1"
@@ -59,15 +64,15 @@ class Upstream:
 
 
 def make_client(
-    upstream: Handler, *, api_key: str | None = API_KEY, app_id: str | None = None, **kw: Any
+    upstream: Handler,
+    *,
+    api_key: str | None = API_KEY,
+    app_id: str | None = None,
+    overrides: CatalogueOverrides | None = None,
 ) -> MetaChatClient:
     http = make_http_client(transport=httpx.MockTransport(upstream))
     return MetaChatClient(
-        http,
-        build_catalogue(kw.pop("overrides", None)),
-        base_url=BASE_URL,
-        api_key=api_key,
-        app_id=app_id,
+        http, build_catalogue(overrides), base_url=BASE_URL, api_key=api_key, app_id=app_id
     )
 
 

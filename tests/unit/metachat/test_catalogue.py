@@ -231,6 +231,11 @@ REFUSED = [
         [("source", "job_id")],
     ),
     ("model-missing", spec(model=None), [("model",)]),
+    (
+        "source-model-retired",
+        follow_up("split", 1, source_model="mj-v5", source_action="imagine"),
+        [("source", "job_id")],
+    ),
 ]
 
 

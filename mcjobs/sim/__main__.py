@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
+    parser.add_argument("--profile", default="realistic", choices=sorted(PROFILES))
     args = parser.parse_args(argv)
     run_sim(port=args.port, host=args.host, seed=args.seed, profile=args.profile)
 

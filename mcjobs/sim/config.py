@@ -51,7 +51,8 @@ class SimConfig(BaseModel):
     slow_rate: float = Rate
     slow_seconds: float = Field(default=2.0, ge=0.0)
     read_timeout_rate: float = Rate
-    hang_seconds: float = Field(default=30.0, ge=0.0)
+    # Longer than the service's default 30 s read timeout, so a hung submit times the client out.
+    hang_seconds: float = Field(default=45.0, ge=0.0)
     malformed_rate: float = Rate
     fault_on_submit: bool = True
     fault_on_poll: bool = True
@@ -63,7 +64,7 @@ class SimConfig(BaseModel):
     url_ttl_seconds: float | None = Field(default=None, gt=0.0)
 
     @classmethod
-    def for_profile(cls, profile: str = "default", **overrides: Any) -> SimConfig:
+    def for_profile(cls, profile: str = "realistic", **overrides: Any) -> SimConfig:
         """A config for a named profile (see :data:`PROFILES`) with ``overrides`` on top."""
         try:
             base = PROFILES[profile]
@@ -90,6 +91,7 @@ class SimConfig(BaseModel):
 
 #: Named starting points for ``mcjobs sim --profile``.
 PROFILES: Mapping[str, Mapping[str, Any]] = {
+    "realistic": {},
     "default": {},
     "fast": {"time_scale": 0.02},
     "instant": {"instant": True},

@@ -20,7 +20,7 @@ def run_sim(
     port: int = 8090,
     host: str = "127.0.0.1",
     seed: int = 0,
-    profile: str = "default",
+    profile: str = "realistic",
     log_level: str = "info",
     **overrides: Any,
 ) -> None:

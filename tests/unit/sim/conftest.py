@@ -65,7 +65,7 @@ class SimHarness:
 def make_sim() -> Callable[..., SimHarness]:
     """Build a harness from ``SimConfig`` fields (``profile=`` picks a named profile)."""
 
-    def build(profile: str = "default", **overrides: Any) -> SimHarness:
+    def build(profile: str = "realistic", **overrides: Any) -> SimHarness:
         return SimHarness(SimConfig.for_profile(profile, **overrides))
 
     return build

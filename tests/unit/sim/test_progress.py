@@ -106,3 +106,13 @@ def test_the_fast_profile_finishes_a_midjourney_grid_within_seconds(make_sim: An
     task_id = sim.submit_id("midjourney/imagine", {"prompt": "p", "model": "mj-v7"})
     sim.clock.advance(3.0)
     assert sim.task("midjourney/result", task_id)["status"] == "success"
+
+
+@pytest.mark.parametrize("profile", ["realistic", "default", "fast", "instant", "flaky"])
+def test_every_named_profile_builds_a_config(profile: str) -> None:
+    assert SimConfig.for_profile(profile).seed == 0
+
+
+def test_an_unknown_profile_is_refused_naming_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="known: default, fast, flaky, instant, realistic"):
+        SimConfig.for_profile("turbo")

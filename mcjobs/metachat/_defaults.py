@@ -199,10 +199,9 @@ MIDJOURNEY_VIDEO = ActionTemplate(
     params_model=p.MidjourneyVideoParams,
     prompt=PROMPT_OPTIONAL,
     images=_FIRST_FRAME,
-    # "Video from tile N" of a grid sends the grid's task id and index instead of a first frame.
-    source=SourceRule(
-        required=False, needs_index=True, from_actions=GRID_ACTIONS, replaces_images=True
-    ),
+    # Only a first-frame URL is confirmed; for a video of one tile, split first and pass the
+    # split's image URL (no source confirms a "video from grid id + index" body).
+    source=None,
     body="generate",
     result_field="video_url",
     produces="video",

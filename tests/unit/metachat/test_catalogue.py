@@ -319,18 +319,6 @@ ACCEPTED = [
         spec(model="mj-video-v1", prompt=None, images=[{"url": "https://e.x/f.png"}]),
         {},
     ),
-    (
-        "mj-video-from-tile",
-        spec(
-            model="mj-video-v1",
-            prompt=None,
-            has_source=True,
-            source_index=3,
-            source_model="mj-v7",
-            source_action="imagine",
-        ),
-        {},
-    ),
 ]
 
 

@@ -99,12 +99,6 @@ SHAPES = [
         {"model": "mj-video-v1", "prompt": "slow pan", "images": [{"url": FRAME}]},
     ),
     (
-        "mj-video-from-tile",
-        SubmitRequest("mj-video-v1", "video", source_task_id="grid-1", source_index=3),
-        "midjourney/video",
-        {"model": "mj-video-v1", "id": "grid-1", "index": 3},
-    ),
-    (
         "flux-inline-reference",
         SubmitRequest(
             "flux-kontext",

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
-ASPECT_PATTERN = r"^[1-9][0-9]{0,2}(\.[0-9]{1,2})?:[1-9][0-9]{0,2}(\.[0-9]{1,2})?$"
+ASPECT_PATTERN = r"^[1-9][0-9]{0,2}:[1-9][0-9]{0,2}$"  # whole numbers, as Midjourney's --ar
 _ASPECT = re.compile(ASPECT_PATTERN)
 
 

@@ -1,0 +1,147 @@
+"""Results as Markdown: each benchmark writes one section of ``docs/benchmarks.md``.
+
+Sections sit between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` markers, so a run of one
+benchmark (or of the chaos script) replaces its own section and leaves the others as they were.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import platform
+import re
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]
+
+DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+ORDER = ("machine", "pipeline", "polling", "ingest", "fairness", "api", "chaos")
+
+DOC_HEADER = """# Benchmarks
+
+Numbers measured on the machine described below by `make bench` (`python -m bench.run`) and
+`make chaos` (`python -m bench.chaos`). Each section says the exact command that produced it and is
+rewritten only by that benchmark; the code is under `bench/`. Every benchmark starts its own
+processes on 127.0.0.1 (a fresh PostgreSQL database, a private embedded Redis, `mcjobs api`,
+`worker`, `beat` and `sim`) and stops them afterwards. Nothing reaches the internet.
+
+"""
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A target from the benchmark brief and whether this run met it."""
+
+    name: str
+    value: str
+    target: str
+    met: bool
+
+
+@dataclass
+class Section:
+    """One benchmark's results."""
+
+    key: str
+    title: str
+    body: str
+    goals: list[Goal] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(goal.met for goal in self.goals)
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    """A number for a table: NaN as an em dash, thousands separated."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def prose(text: str) -> str:
+    """A paragraph written as an indented triple-quoted string, on one line."""
+    return " ".join(text.split())
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def goals_table(goals: Sequence[Goal]) -> str:
+    rows = [[g.name, g.value, g.target, "met" if g.met else "**not met**"] for g in goals]
+    return table(["goal", "measured", "target", ""], rows)
+
+
+def command_line() -> str:
+    """How this process was started, as a shell command a reader can paste."""
+    module = sys.argv[0]
+    if module.endswith(".py") and "bench" in Path(module).parts:
+        module = "-m bench." + Path(module).stem
+    return "python " + " ".join([module, *map(shlex.quote, sys.argv[1:])])
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_facts(versions: dict[str, str]) -> dict[str, str]:
+    """What the numbers depend on: CPUs, memory and the software versions."""
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu_model(),
+        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        **versions,
+    }
+
+
+def machine_section(facts: dict[str, str]) -> Section:
+    rows = [[k, v] for k, v in facts.items()]
+    body = table(["", ""], rows)
+    return Section("machine", "Machine", body)
+
+
+def render(section: Section, *, command: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [f"## {section.title}", "", f"Command: `{command}` — run {stamp}.", "", section.body]
+    if section.goals:
+        parts += ["", goals_table(section.goals)]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def write_sections(sections: Sequence[Section], *, command: str, path: Path = DOC_PATH) -> None:
+    """Replace (or add, in `ORDER`) each section's block in the document."""
+    text = path.read_text() if path.exists() else DOC_HEADER
+    blocks = _blocks(text)
+    for section in sections:
+        blocks[section.key] = render(section, command=command)
+    keys = [k for k in ORDER if k in blocks] + sorted(k for k in blocks if k not in ORDER)
+    head = text.split("<!-- bench:", 1)[0] if "<!-- bench:" in text else text
+    out = head.rstrip() + "\n\n"
+    for key in keys:
+        out += f"<!-- bench:{key} -->\n{blocks[key].rstrip()}\n<!-- /bench:{key} -->\n\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(out.rstrip() + "\n")
+
+
+def _blocks(text: str) -> dict[str, str]:
+    pattern = re.compile(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", re.S)
+    return {m.group(1): m.group(2) for m in pattern.finditer(text)}

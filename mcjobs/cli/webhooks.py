@@ -1,9 +1,168 @@
-"""`mcjobs webhooks …`: the delivery log, redelivery and a local signature-checking receiver."""
+"""`mcjobs webhooks …`: the delivery log, redelivery and a local signature-checking receiver.
+
+`ls` and `redeliver` talk to the API over HTTP (`MCJOBS_URL`, `MCJOBS_API_KEY`); `listen` runs a
+receiver that verifies signatures with the `standardwebhooks` library and prints each event.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from typing import Annotated, Any
+
+import httpx
 import typer
+
+from mcjobs.core.webhooks.listener import ReceivedEvent, RejectedRequest, WebhookListener
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+webhooks_app = typer.Typer(
+    help="Webhook deliveries: the log, redelivery, and a local receiver.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
-    """Coming with webhook delivery."""
+    app.add_typer(webhooks_app, name="webhooks")
+
+
+def _api(url: str | None, api_key: str | None) -> httpx.Client:
+    key = api_key or os.environ.get("MCJOBS_API_KEY")
+    if not key:
+        typer.echo("set MCJOBS_API_KEY (or pass --api-key)", err=True)
+        raise typer.Exit(2)
+    base = (url or os.environ.get("MCJOBS_URL") or DEFAULT_URL).rstrip("/")
+    return httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30.0, trust_env=False
+    )
+
+
+def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach {client.base_url}: {type(exc).__name__}", err=True)
+        raise typer.Exit(1) from None
+    if response.status_code >= 400:
+        try:
+            problem = response.json()
+            message = problem.get("detail") or problem.get("title") or response.reason_phrase
+        except ValueError:
+            message = response.reason_phrase
+        typer.echo(f"error {response.status_code}: {message}", err=True)
+        raise typer.Exit(1)
+    return response.json()
+
+
+UrlOption = Annotated[
+    str | None, typer.Option("--url", help="API base URL [MCJOBS_URL, default 127.0.0.1:8000].")
+]
+KeyOption = Annotated[str | None, typer.Option("--api-key", help="API key [MCJOBS_API_KEY].")]
+
+
+@webhooks_app.command("ls")
+def list_deliveries(
+    job_id: Annotated[str | None, typer.Option("--job-id", help="Only this job's.")] = None,
+    batch_id: Annotated[str | None, typer.Option("--batch-id", help="Only this batch's.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="pending, succeeded or dead.", show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """List webhook deliveries (newest first) with their last outcome."""
+    params = {"job_id": job_id, "batch_id": batch_id, "state": state}
+    query: dict[str, Any] = {name: value for name, value in params.items() if value is not None}
+    rows: list[dict[str, Any]] = []
+    with _api(url, api_key) as client:
+        cursor: str | None = None
+        while len(rows) < limit:
+            page_query = {**query, "limit": min(500, limit - len(rows))}
+            if cursor:
+                page_query["cursor"] = cursor
+            page = _call(client, "GET", "/v1/webhooks/deliveries", params=page_query)
+            rows.extend(page["data"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no deliveries")
+        return
+    for row in rows:
+        typer.echo(_delivery_line(row))
+
+
+def _delivery_line(row: dict[str, Any]) -> str:
+    subject = row.get("job_id") or row.get("batch_id") or "-"
+    last = row.get("last_error") or (
+        f"HTTP {row['last_status_code']}" if row.get("last_status_code") else ""
+    )
+    when = row.get("next_attempt_at") or row.get("delivered_at") or row.get("updated_at") or ""
+    return (
+        f"{row['id']}  {row['state']:<9}  {row['type']:<15}  {subject}  "
+        f"attempts={row['attempts']}  {when}  {last}"
+    ).rstrip()
+
+
+@webhooks_app.command("redeliver")
+def redeliver_delivery(
+    delivery_id: Annotated[str, typer.Argument(help="The delivery id (msg_…, the webhook-id).")],
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Queue a delivery again, under the same webhook-id, due now."""
+    with _api(url, api_key) as client:
+        row = _call(client, "POST", f"/v1/webhooks/deliveries/{delivery_id}/redeliver")
+    typer.echo(f"{row['id']} queued again ({row['state']}, due {row['next_attempt_at']})")
+
+
+@webhooks_app.command("listen")
+def listen(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8099,
+    secret: Annotated[
+        str,
+        typer.Option(
+            envvar="MCJOBS_WEBHOOK_SECRET",
+            help="The API key's webhook secret (whsec_…) [MCJOBS_WEBHOOK_SECRET].",
+            show_default=False,
+        ),
+    ] = "",
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    brief: Annotated[bool, typer.Option(help="One line per event, without the body.")] = False,
+) -> None:
+    """Receive webhooks locally: verify each signature (401 if bad) and print the event."""
+    if not secret:
+        typer.echo("pass --secret whsec_… (or set MCJOBS_WEBHOOK_SECRET)", err=True)
+        raise typer.Exit(2)
+
+    def on_event(event: ReceivedEvent) -> None:
+        repeat = f"  (repeat #{event.seen})" if event.seen > 1 else ""
+        typer.echo(f"{event.webhook_id}  {event.type}  {event.subject_id}  verified{repeat}")
+        if not brief:
+            typer.echo(json.dumps(event.body, indent=2, ensure_ascii=False))
+
+    def on_reject(rejected: RejectedRequest) -> None:
+        typer.echo(f"rejected POST {rejected.path}: {rejected.reason} (answered 401)", err=True)
+
+    try:
+        listener = WebhookListener(
+            secret, host=host, port=port, on_event=on_event, on_reject=on_reject
+        )
+    except OSError as exc:
+        typer.echo(f"cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    except Exception:
+        typer.echo("the secret is not a valid whsec_… webhook secret", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"listening on {listener.url} (Ctrl-C to stop)", err=True)
+    try:
+        listener.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.stop()

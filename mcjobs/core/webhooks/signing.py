@@ -13,27 +13,11 @@ from collections.abc import Sequence
 
 from standardwebhooks import Webhook
 
-from mcjobs.core.tables import ApiKey
-
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
 
 DEFAULT_ROTATION_OVERLAP = dt.timedelta(hours=24)
-
-
-def signing_secrets(
-    key: ApiKey, *, now: dt.datetime, overlap: dt.timedelta = DEFAULT_ROTATION_OVERLAP
-) -> list[str]:
-    """The secrets to sign with for `key`: its current one, plus the previous one while the
-    rotation window (`overlap` after `webhook_secret_rotated_at`) lasts."""
-    return rotation_secrets(
-        key.webhook_secret,
-        key.webhook_secret_previous,
-        key.webhook_secret_rotated_at,
-        now=now,
-        overlap=overlap,
-    )
 
 
 def rotation_secrets(
@@ -44,6 +28,8 @@ def rotation_secrets(
     now: dt.datetime,
     overlap: dt.timedelta = DEFAULT_ROTATION_OVERLAP,
 ) -> list[str]:
+    """The secrets to sign with: the key's current one, plus the previous one while the
+    rotation window (`overlap` after `rotated_at`) lasts."""
     secrets = [current]
     if previous and previous != current and rotated_at is not None and now < rotated_at + overlap:
         secrets.append(previous)

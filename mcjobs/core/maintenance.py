@@ -1,0 +1,311 @@
+"""Housekeeping that keeps the jobs table honest, run by the maintenance tick.
+
+- **Abandoned submits.** A queued job whose lease ran out while ``lease_owner`` is still set was
+  being submitted by a worker that died (or lost its database) before recording MetaChat's
+  answer. MetaChat may have created, and will charge, that task: we cannot know, and it offers no
+  way to look a task up by anything but its id. So the job fails with ``submit_uncertain``
+  (an operator may retry it knowingly), unless ``RESUBMIT_ON_UNCERTAIN`` is on, in which case it
+  is queued again and may be paid for twice.
+- **Expired leases** on running and timed-out jobs are cleared; the rows are due again.
+- **Deadlines.** Running jobs past ``deadline_at`` become ``timed_out`` (``deadline_exceeded``),
+  keeping their upstream task id; the reconcile pass keeps looking at them for a while.
+- **Batches** with no queued or running job left become ``completed``, with their
+  ``batch.completed`` webhook queued in the same transaction.
+- **Pruning**: terminal jobs (and their events) finished longer than ``RETENTION_DAYS`` ago,
+  finished webhook deliveries as old, emptied batches, idempotency keys older than
+  ``IDEMPOTENCY_TTL_HOURS``, a bounded number of rows per run.
+
+Each step is its own short transaction, so a crash in one loses nothing of the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from mcjobs.core import claims
+from mcjobs.core.db import Database
+from mcjobs.core.outbox import enqueue_batch_completed
+from mcjobs.core.schedule import PollPlanner
+from mcjobs.core.settings import Settings
+from mcjobs.core.tables import (
+    BATCH_COMPLETED,
+    BATCH_RUNNING,
+    DELIVERY_DEAD,
+    DELIVERY_SUCCEEDED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    TERMINAL_STATUSES,
+    TIMED_OUT,
+    Batch,
+    IdempotencyKey,
+    Job,
+    JobEvent,
+    WebhookAttempt,
+    WebhookDelivery,
+    utcnow,
+)
+from mcjobs.core.transitions import record_event, transition
+
+log = logging.getLogger(__name__)
+
+SUBMIT_UNCERTAIN = "submit_uncertain"
+DEADLINE_EXCEEDED = "deadline_exceeded"
+
+SWEEP_LIMIT = 500
+PRUNE_CHUNK = 1000
+
+
+@dataclass
+class MaintenanceReport:
+    """What one maintenance run changed."""
+
+    abandoned_failed: int = 0
+    abandoned_requeued: int = 0
+    leases_cleared: int = 0
+    timed_out: int = 0
+    batches_completed: int = 0
+    pruned: dict[str, int] = field(default_factory=dict)
+
+
+def time_out_job(
+    session: Session,
+    job_id: str,
+    *,
+    submitted_at: dt.datetime | None,
+    deadline_at: dt.datetime | None,
+    upstream_task_id: str | None,
+    now: dt.datetime,
+    reconcile_at: dt.datetime | None,
+    values: Mapping[str, Any] | None = None,
+) -> Job | None:
+    """Move a running job past its deadline to ``timed_out``; None if it is no longer running.
+
+    ``reconcile_at``: when the reconcile pass should look at the upstream task again.
+    """
+    allowed = ""
+    if deadline_at is not None and submitted_at is not None:
+        allowed = f" within {(deadline_at - submitted_at).total_seconds():.0f} s"
+    return transition(
+        session,
+        job_id,
+        from_status=RUNNING,
+        to_status=TIMED_OUT,
+        reason=DEADLINE_EXCEEDED,
+        values={
+            **(values or {}),
+            "error_code": DEADLINE_EXCEEDED,
+            "error_message": f"MetaChat did not finish the task{allowed}",
+            "due_at": reconcile_at,
+        },
+        detail={"upstream_task_id": upstream_task_id},
+        now=now,
+    )
+
+
+def settle_abandoned_submits(
+    session: Session, *, now: dt.datetime, resubmit: bool, limit: int = SWEEP_LIMIT
+) -> tuple[int, int]:
+    """Fail (or re-queue, with ``resubmit``) abandoned submits; returns (failed, re-queued)."""
+    failed = requeued = 0
+    for job in claims.abandoned_submits(session, now=now, limit=limit):
+        detail = {"lease_owner": job.lease_owner, "attempts": job.attempts}
+        if resubmit:
+            session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.status == QUEUED)
+                .values(lease_owner=None, lease_until=None, due_at=now, updated_at=now)
+            )
+            record_event(
+                session, job.id, status=QUEUED, reason="submit_abandoned", detail=detail, now=now
+            )
+            requeued += 1
+            continue
+        moved = transition(
+            session,
+            job.id,
+            from_status=QUEUED,
+            to_status=FAILED,
+            reason=SUBMIT_UNCERTAIN,
+            values={
+                "error_code": SUBMIT_UNCERTAIN,
+                "error_message": (
+                    "the worker submitting this job stopped before recording MetaChat's answer; "
+                    "the task may exist upstream and be charged"
+                ),
+            },
+            detail=detail,
+            now=now,
+        )
+        failed += moved is not None
+    if failed or requeued:
+        log.warning(
+            "abandoned submits: %d failed as %s, %d queued again",
+            failed,
+            SUBMIT_UNCERTAIN,
+            requeued,
+        )
+    return failed, requeued
+
+
+def time_out_overdue(
+    session: Session, *, now: dt.datetime, planner: PollPlanner, limit: int = SWEEP_LIMIT
+) -> int:
+    """Time out unleased running jobs whose deadline has passed."""
+    overdue = session.execute(
+        select(Job)
+        .where(
+            Job.status == RUNNING,
+            Job.deadline_at.is_not(None),
+            Job.deadline_at < now,
+            Job.lease_owner.is_(None),
+        )
+        .order_by(Job.deadline_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    ).scalars()
+    count = 0
+    for job in list(overdue):
+        reconcile_at = now + dt.timedelta(seconds=planner.reconcile_interval())
+        moved = time_out_job(
+            session,
+            job.id,
+            submitted_at=job.submitted_at,
+            deadline_at=job.deadline_at,
+            upstream_task_id=job.upstream_task_id,
+            now=now,
+            reconcile_at=reconcile_at,
+        )
+        count += moved is not None
+    return count
+
+
+def complete_batches(session: Session, *, now: dt.datetime) -> int:
+    """Mark running batches with no active job ``completed`` and queue their webhooks."""
+    active = (
+        select(Job.id).where(Job.batch_id == Batch.id, Job.status.in_((QUEUED, RUNNING))).exists()
+    )
+    finished = session.execute(
+        update(Batch)
+        .where(Batch.status == BATCH_RUNNING, ~active)
+        .values(status=BATCH_COMPLETED, finished_at=now)
+        .returning(Batch)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).scalars()
+    batches = list(finished)
+    for batch in batches:
+        enqueue_batch_completed(session, batch, at=now)
+    return len(batches)
+
+
+def prune(session: Session, *, now: dt.datetime, settings: Settings) -> dict[str, int]:
+    """Delete what is older than the retention settings, at most `PRUNE_CHUNK` rows per kind."""
+    cutoff = now - dt.timedelta(days=settings.retention_days)
+    counts: dict[str, int] = {}
+
+    old_jobs = list(
+        session.execute(
+            select(Job.id)
+            .where(Job.status.in_(TERMINAL_STATUSES), Job.finished_at < cutoff)
+            .limit(PRUNE_CHUNK)
+        ).scalars()
+    )
+    if old_jobs:
+        session.execute(delete(JobEvent).where(JobEvent.job_id.in_(old_jobs)))
+        session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.job_id.in_(old_jobs)).values(job_id=None)
+        )
+        counts["jobs"] = _rowcount(session.execute(delete(Job).where(Job.id.in_(old_jobs))))
+
+    old_deliveries = list(
+        session.execute(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.state.in_((DELIVERY_SUCCEEDED, DELIVERY_DEAD)),
+                WebhookDelivery.updated_at < cutoff,
+            )
+            .limit(PRUNE_CHUNK)
+        ).scalars()
+    )
+    if old_deliveries:
+        session.execute(
+            delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(old_deliveries))
+        )
+        counts["webhook_deliveries"] = _rowcount(
+            session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(old_deliveries)))
+        )
+
+    has_jobs = select(Job.id).where(Job.batch_id == Batch.id).exists()
+    has_deliveries = select(WebhookDelivery.id).where(WebhookDelivery.batch_id == Batch.id).exists()
+    old_batches = list(
+        session.execute(
+            select(Batch.id)
+            .where(
+                Batch.status != BATCH_RUNNING,
+                Batch.finished_at < cutoff,
+                ~has_jobs,
+                ~has_deliveries,
+            )
+            .limit(PRUNE_CHUNK)
+        ).scalars()
+    )
+    if old_batches:
+        counts["batches"] = _rowcount(
+            session.execute(delete(Batch).where(Batch.id.in_(old_batches)))
+        )
+
+    key_cutoff = now - dt.timedelta(hours=settings.idempotency_ttl_hours)
+    old_keys = list(
+        session.execute(
+            select(IdempotencyKey.id)
+            .where(IdempotencyKey.created_at < key_cutoff)
+            .limit(PRUNE_CHUNK)
+        ).scalars()
+    )
+    if old_keys:
+        counts["idempotency_keys"] = _rowcount(
+            session.execute(delete(IdempotencyKey).where(IdempotencyKey.id.in_(old_keys)))
+        )
+    return counts
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def run_maintenance(
+    db: Database,
+    settings: Settings,
+    *,
+    now: dt.datetime | None = None,
+    planner: PollPlanner | None = None,
+    include_prune: bool = True,
+) -> MaintenanceReport:
+    """One maintenance pass; every step commits on its own."""
+    now = now or utcnow()
+    planner = planner or PollPlanner(settings.poll_schedules, time_scale=settings.poll_time_scale)
+    report = MaintenanceReport()
+    with db.session() as session:
+        report.abandoned_failed, report.abandoned_requeued = settle_abandoned_submits(
+            session, now=now, resubmit=settings.resubmit_on_uncertain
+        )
+    with db.session() as session:
+        report.leases_cleared = claims.clear_expired_leases(
+            session, statuses=(RUNNING, TIMED_OUT), now=now
+        )
+    with db.session() as session:
+        report.timed_out = time_out_overdue(session, now=now, planner=planner)
+    with db.session() as session:
+        report.batches_completed = complete_batches(session, now=now)
+    if include_prune:
+        with db.session() as session:
+            report.pruned = prune(session, now=now, settings=settings)
+    return report

@@ -1,0 +1,94 @@
+"""What every pump tick needs, gathered in one object so pumps stay plain functions.
+
+The worker process builds one `PumpContext` at start (`mcjobs.worker.process`); tests build their
+own around a database, a Redis and an ``httpx.AsyncClient`` on a ``MockTransport`` or pointed at
+the simulator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import redis
+
+from mcjobs.core.db import Database
+from mcjobs.core.limiter import ProviderLimiter, limiter_from_settings
+from mcjobs.core.schedule import PollPlanner
+from mcjobs.core.settings import Settings
+from mcjobs.core.submission import get_catalogue
+from mcjobs.core.tables import utcnow
+from mcjobs.metachat.client import MetaChatClient
+
+# A finished submit or poll may take this long to be written after the call returns.
+WRITE_MARGIN_SECONDS = 60.0
+
+
+def default_owner() -> str:
+    """``host:pid``: who holds a lease, readable in the jobs table."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def call_budget_seconds(settings: Settings) -> float:
+    """The longest one MetaChat call may take before we stop waiting for it."""
+    return settings.metachat_connect_timeout + settings.metachat_read_timeout + 5.0
+
+
+def submit_lease_seconds(settings: Settings) -> float:
+    """A submit lease outlives its call and the write of its outcome, so a live pump is never
+    overtaken: a lease that runs out means the pump died (see `mcjobs.core.maintenance`)."""
+    return max(settings.lease_seconds, call_budget_seconds(settings) + WRITE_MARGIN_SECONDS)
+
+
+@dataclass
+class PumpContext:
+    """The database, upstream client, limiter and schedules a pump works with.
+
+    ``clock`` is read whenever a pump stamps a time (tests pass a controllable one).
+    """
+
+    db: Database
+    settings: Settings
+    client: MetaChatClient
+    limiter: ProviderLimiter
+    planner: PollPlanner
+    owner: str = field(default_factory=default_owner)
+    clock: Callable[[], dt.datetime] = utcnow
+
+
+def build_pump_context(
+    settings: Settings,
+    *,
+    http: httpx.AsyncClient,
+    db: Database,
+    redis_client: redis.Redis,
+    owner: str | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+    planner: PollPlanner | None = None,
+) -> PumpContext:
+    """A context from settings: the catalogue with its overrides, the limiter, the schedules."""
+    api_key = settings.metachat_api_key
+    app_id = settings.metachat_app_id
+    client = MetaChatClient(
+        http,
+        get_catalogue(settings.metachat_catalogue_overrides),
+        base_url=settings.metachat_base_url,
+        api_key=api_key.get_secret_value() if api_key is not None else None,
+        app_id=app_id.get_secret_value() if app_id is not None else None,
+    )
+    return PumpContext(
+        db=db,
+        settings=settings,
+        client=client,
+        limiter=limiter_from_settings(
+            redis_client, settings, reservation_seconds=submit_lease_seconds(settings)
+        ),
+        planner=planner
+        or PollPlanner(settings.poll_schedules, time_scale=settings.poll_time_scale),
+        owner=owner or default_owner(),
+        clock=clock,
+    )

@@ -1,0 +1,469 @@
+"""The submit pump: queued jobs → MetaChat tasks (queued → running).
+
+One round:
+
+1. **Claim** (one write transaction): take due queued jobs in fair order, settle follow-ups
+   whose source is not ready, ask the shared limiter how many of each provider may go now, and
+   lease exactly those (``lease_owner`` = this process, ``lease_until`` beyond the longest call).
+2. **Call** MetaChat for all of them concurrently on the process's event loop.
+3. **Record** each answer as it lands, in a short transaction that first checks the job is
+   still queued *and* still leased by us (`claims.hold_leases`): a job cancelled meanwhile, or
+   taken over after our lease ran out, is never moved twice.
+
+Crash safety: between MetaChat accepting a task and step 3 committing, a SIGKILL loses the
+answer. The lease then runs out with ``lease_owner`` still set, and maintenance fails the job as
+``submit_uncertain`` rather than submitting it a second time (see `mcjobs.core.maintenance`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from mcjobs.core import claims
+from mcjobs.core.limiter import ALL
+from mcjobs.core.schedule import DEFAULT_RATE_LIMIT_PAUSE
+from mcjobs.core.tables import FAILED, QUEUED, RUNNING, SUCCEEDED, Job
+from mcjobs.core.transitions import record_event, transition
+from mcjobs.metachat.tasks import SubmitRequest
+from mcjobs.metachat.validation import SpecError
+from mcjobs.worker import codes
+from mcjobs.worker.concurrency import settle_as_completed
+from mcjobs.worker.context import PumpContext, call_budget_seconds, submit_lease_seconds
+from mcjobs.worker.verdicts import Action, Verdict, judge_submit_error
+
+log = logging.getLogger(__name__)
+
+# After a refused API key or an empty account nothing is submitted for this long (time-scaled).
+AUTH_PAUSE_SECONDS = 60.0
+QUOTA_PAUSE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class SubmitWork:
+    """One leased job and the request that submits it."""
+
+    job_id: str
+    provider: str
+    model: str
+    action: str
+    attempts: int
+    expected_seconds: float
+    deadline_seconds: float | None
+    request: SubmitRequest
+
+
+@dataclass
+class SubmitReport:
+    """What one tick did (for logs and tests)."""
+
+    claimed: int = 0
+    submitted: int = 0
+    retried: int = 0
+    failed: int = 0
+    deferred: int = 0
+    lost: int = 0
+    by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def merge(self, other: SubmitReport) -> None:
+        self.claimed += other.claimed
+        self.submitted += other.submitted
+        self.retried += other.retried
+        self.failed += other.failed
+        self.deferred += other.deferred
+        self.lost += other.lost
+        for reason, count in other.by_reason.items():
+            self.by_reason[reason] += count
+
+
+def claim_limit(ctx: PumpContext) -> int:
+    # No more than the connection pool sends at once: a claimed job waiting for a connection
+    # would count as "maybe sent" if the process died.
+    return max(1, min(ctx.settings.submit_batch_size, ctx.settings.metachat_max_connections))
+
+
+async def run_submit_pump(ctx: PumpContext, *, window_seconds: float = 0.0) -> SubmitReport:
+    """One tick: submit rounds until nothing more can go or ``window_seconds`` have passed."""
+    started = time.monotonic()
+    report = SubmitReport()
+    while True:
+        round_report = await submit_round(ctx)
+        report.merge(round_report)
+        full = round_report.claimed >= claim_limit(ctx)
+        if not full or time.monotonic() - started >= window_seconds:
+            if report.claimed or report.failed or report.deferred:
+                log.info(
+                    "submit: %d claimed, %d submitted, %d retried, %d failed, %d deferred",
+                    report.claimed,
+                    report.submitted,
+                    report.retried,
+                    report.failed,
+                    report.deferred,
+                )
+            return report
+
+
+async def submit_round(ctx: PumpContext) -> SubmitReport:
+    """Claim, call and record one batch of queued jobs."""
+    report = SubmitReport()
+    now = ctx.clock()
+    with ctx.db.read_session() as session:
+        if not claims.any_due(session, status=QUEUED, now=now):
+            return report
+    work = claim_submits(ctx, now=now, report=report)
+    if not work:
+        return report
+    report.claimed = len(work)
+    budget = call_budget_seconds(ctx.settings)
+
+    async def call(item: SubmitWork) -> tuple[SubmitWork, str | BaseException]:
+        try:
+            async with asyncio.timeout(budget):
+                return item, await ctx.client.submit(item.request)
+        except Exception as exc:  # every failure becomes a verdict, never a crashed pump
+            return item, exc
+
+    state = _RoundState()
+    try:
+        await settle_as_completed(
+            (call(item) for item in work),
+            lambda results: record_submits(ctx, results, report=report, state=state),
+        )
+    finally:
+        _release_reservations(ctx, work)
+    if state.any_submitted:
+        ctx.limiter.note_reachable()
+    return report
+
+
+def claim_submits(ctx: PumpContext, *, now: dt.datetime, report: SubmitReport) -> list[SubmitWork]:
+    """Lease the queued jobs that may be submitted now (step 1)."""
+    lease_until = now + dt.timedelta(seconds=submit_lease_seconds(ctx.settings))
+    reserved: dict[str, list[str]] = defaultdict(list)
+    try:
+        with ctx.db.session() as session:
+            candidates = claims.submit_candidates(session, now=now, limit=claim_limit(ctx))
+            ready = _prepare(ctx, session, candidates, now=now, report=report)
+            running = claims.running_counts(session)
+            by_provider: dict[str, list[str]] = defaultdict(list)
+            for item in ready.values():
+                by_provider[item.provider].append(item.job_id)
+            for provider, job_ids in by_provider.items():
+                grant = ctx.limiter.acquire(provider, job_ids, running=running.get(provider, 0))
+                reserved[provider].extend(grant.job_ids)
+            won = claims.lease_jobs(
+                session,
+                [job_id for ids in reserved.values() for job_id in ids],
+                status=QUEUED,
+                owner=ctx.owner,
+                now=now,
+                until=lease_until,
+            )
+    except BaseException:
+        for provider, job_ids in reserved.items():
+            ctx.limiter.release(provider, job_ids)
+        raise
+    won_ids = {job.id for job in won}
+    for provider, job_ids in reserved.items():
+        ctx.limiter.release(provider, [job_id for job_id in job_ids if job_id not in won_ids])
+    return [ready[job.id] for job in won]
+
+
+def _prepare(
+    ctx: PumpContext,
+    session: Session,
+    candidates: Sequence[Job],
+    *,
+    now: dt.datetime,
+    report: SubmitReport,
+) -> dict[str, SubmitWork]:
+    """Build requests; defer follow-ups whose source has not finished, fail impossible jobs."""
+    catalogue = ctx.client.catalogue
+    source_ids = {job.source_job_id for job in candidates if job.source_job_id}
+    sources: dict[str, tuple[str, str | None]] = {}
+    if source_ids:
+        rows = session.execute(
+            select(Job.id, Job.status, Job.upstream_task_id).where(Job.id.in_(source_ids))
+        ).all()
+        sources = {row.id: (row.status, row.upstream_task_id) for row in rows}
+    ready: dict[str, SubmitWork] = {}
+    for job in candidates:
+        source_task_id: str | None = None
+        if job.source_job_id:
+            status, source_task_id = sources.get(job.source_job_id, (None, None))
+            if status in (QUEUED, RUNNING):
+                wait = dt.timedelta(seconds=ctx.planner.source_wait())
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job.id, Job.status == QUEUED, Job.lease_owner.is_(None))
+                    .values(due_at=now + wait)
+                )
+                report.deferred += 1
+                continue
+            if status != SUCCEEDED or not source_task_id:
+                _fail(
+                    session,
+                    job.id,
+                    codes.SOURCE_FAILED,
+                    f"the source job {job.source_job_id} is {status or 'gone'}",
+                    now=now,
+                )
+                report.failed += 1
+                report.by_reason[codes.SOURCE_FAILED] += 1
+                continue
+        try:
+            spec = catalogue.action(job.model, job.action)
+        except SpecError as exc:
+            _fail(session, job.id, codes.INVALID_JOB, str(exc), now=now)
+            report.failed += 1
+            report.by_reason[codes.INVALID_JOB] += 1
+            continue
+        ready[job.id] = SubmitWork(
+            job_id=job.id,
+            provider=job.provider,
+            model=job.model,
+            action=job.action,
+            attempts=job.attempts or 0,
+            expected_seconds=spec.expected_seconds,
+            deadline_seconds=job.deadline_seconds,
+            request=SubmitRequest(
+                model=job.model,
+                action=job.action,
+                prompt=job.prompt,
+                params=job.params or {},
+                images=job.images or [],
+                source_task_id=source_task_id,
+                source_index=job.source_index,
+            ),
+        )
+    return ready
+
+
+def _fail(session: Session, job_id: str, code: str, message: str, *, now: dt.datetime) -> None:
+    transition(
+        session,
+        job_id,
+        from_status=QUEUED,
+        to_status=FAILED,
+        reason=code,
+        values={"error_code": code, "error_message": message},
+        now=now,
+    )
+
+
+@dataclass
+class _RoundState:
+    any_submitted: bool = False
+    # One shared back-off per round however many calls found MetaChat unreachable.
+    unreachable_delay: float | None = None
+
+
+def record_submits(
+    ctx: PumpContext,
+    results: Sequence[tuple[SubmitWork, str | BaseException]],
+    *,
+    report: SubmitReport,
+    state: _RoundState,
+) -> None:
+    """Write the outcome of finished calls (step 3) in one transaction."""
+    now = ctx.clock()
+    plans = [(item, _plan(ctx, item, outcome, state)) for item, outcome in results]
+    with ctx.db.session() as session:
+        held = claims.hold_leases(
+            session, [item.job_id for item, _ in plans], status=QUEUED, owner=ctx.owner
+        )
+        for item, (outcome, verdict) in plans:
+            if item.job_id not in held:
+                _lost(session, item, outcome, now=now)
+                report.lost += 1
+            elif isinstance(outcome, str):
+                _mark_running(ctx, session, item, outcome, now=now)
+                report.submitted += 1
+                state.any_submitted = True
+            else:
+                assert verdict is not None
+                _apply_verdict(ctx, session, item, verdict, now=now, report=report, state=state)
+    for provider, job_ids in _by_provider(item for item, _ in results).items():
+        ctx.limiter.release(provider, job_ids)
+
+
+def _plan(
+    ctx: PumpContext, item: SubmitWork, outcome: str | BaseException, state: _RoundState
+) -> tuple[str | BaseException, Verdict | None]:
+    if isinstance(outcome, str):
+        return outcome, None
+    verdict = judge_submit_error(
+        outcome,
+        attempts=item.attempts,
+        max_attempts=ctx.settings.submit_max_attempts,
+        resubmit_on_uncertain=ctx.settings.resubmit_on_uncertain,
+    )
+    scale = ctx.settings.poll_time_scale
+    if verdict.action is Action.RATE_LIMITED:
+        pause = verdict.retry_after if verdict.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE
+        ctx.limiter.slow_down(item.provider, pause)
+    elif verdict.action is Action.UNREACHABLE and state.unreachable_delay is None:
+        state.unreachable_delay = ctx.planner.submit_backoff(ctx.limiter.note_unreachable())
+        ctx.limiter.pause(ALL, state.unreachable_delay)
+    elif verdict.action is Action.AUTH:
+        paused = ctx.limiter.pause(ALL, AUTH_PAUSE_SECONDS * scale)
+        log.error(
+            "MetaChat refused our credentials (%s); submits paused for %.0f s — check "
+            "METACHAT_API_KEY / METACHAT_APP_ID",
+            verdict.message,
+            paused,
+        )
+    elif verdict.pause_all:
+        paused = ctx.limiter.pause(ALL, QUOTA_PAUSE_SECONDS * scale)
+        log.error("MetaChat account is out of points; submits paused for %.0f s", paused)
+    return outcome, verdict
+
+
+def _mark_running(
+    ctx: PumpContext, session: Session, item: SubmitWork, task_id: str, *, now: dt.datetime
+) -> None:
+    planner = ctx.planner
+    first_poll = planner.first_poll_delay(
+        provider=item.provider,
+        model=item.model,
+        action=item.action,
+        expected_seconds=item.expected_seconds,
+    )
+    deadline = planner.deadline_seconds(
+        provider=item.provider,
+        model=item.model,
+        action=item.action,
+        expected_seconds=item.expected_seconds,
+        requested=item.deadline_seconds,
+    )
+    transition(
+        session,
+        item.job_id,
+        from_status=QUEUED,
+        to_status=RUNNING,
+        reason="submitted",
+        values={
+            "upstream_task_id": task_id,
+            "submitted_at": now,
+            "attempts": Job.attempts + 1,
+            "deadline_at": now + dt.timedelta(seconds=deadline),
+            "due_at": now + dt.timedelta(seconds=min(first_poll, deadline)),
+            "lease_owner": None,
+            "lease_until": None,
+            "progress": 0,
+            "error_code": None,
+            "error_message": None,
+        },
+        detail={"upstream_task_id": task_id},
+        now=now,
+    )
+
+
+def _apply_verdict(
+    ctx: PumpContext,
+    session: Session,
+    item: SubmitWork,
+    verdict: Verdict,
+    *,
+    now: dt.datetime,
+    report: SubmitReport,
+    state: _RoundState,
+) -> None:
+    report.by_reason[verdict.action.value if verdict.code is None else verdict.code] += 1
+    attempts = item.attempts + (1 if verdict.spends_attempt else 0)
+    if verdict.action is Action.FAIL:
+        assert verdict.code is not None
+        transition(
+            session,
+            item.job_id,
+            from_status=QUEUED,
+            to_status=FAILED,
+            reason=verdict.code,
+            values={
+                "error_code": verdict.code,
+                "error_message": verdict.message,
+                "attempts": attempts,
+            },
+            detail={"attempts": attempts},
+            now=now,
+        )
+        report.failed += 1
+        return
+    scale = ctx.settings.poll_time_scale
+    if verdict.action is Action.RATE_LIMITED:
+        delay = verdict.retry_after if verdict.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE
+    elif verdict.action is Action.UNREACHABLE:
+        delay = state.unreachable_delay or ctx.planner.submit_backoff(1)
+    elif verdict.action is Action.AUTH:
+        delay = AUTH_PAUSE_SECONDS * scale
+    else:
+        delay = ctx.planner.submit_backoff(attempts)
+    claims.release_jobs(
+        session,
+        [item.job_id],
+        status=QUEUED,
+        owner=ctx.owner,
+        values={
+            "attempts": attempts,
+            "due_at": now + dt.timedelta(seconds=delay),
+            "updated_at": now,
+        },
+    )
+    record_event(
+        session,
+        item.job_id,
+        status=QUEUED,
+        reason=f"submit_{verdict.action.value}",
+        detail={"error": verdict.message, "attempts": attempts, "retry_in": round(delay, 3)},
+        now=now,
+    )
+    report.retried += 1
+
+
+def _lost(
+    session: Session, item: SubmitWork, outcome: str | BaseException, *, now: dt.datetime
+) -> None:
+    """The job left our hands mid-call (cancelled, or our lease ran out)."""
+    status = session.execute(select(Job.status).where(Job.id == item.job_id)).scalar_one_or_none()
+    if status is None or not isinstance(outcome, str):
+        return
+    # MetaChat made a task nobody will poll; keep its id so the cost can be traced.
+    session.execute(
+        update(Job)
+        .where(Job.id == item.job_id, Job.upstream_task_id.is_(None), Job.status != QUEUED)
+        .values(upstream_task_id=outcome)
+    )
+    record_event(
+        session,
+        item.job_id,
+        status=status,
+        reason="submitted_after_release",
+        detail={"upstream_task_id": outcome},
+        now=now,
+    )
+    log.warning(
+        "job %s was %s by the time MetaChat accepted it as task %s", item.job_id, status, outcome
+    )
+
+
+def _by_provider(items: Iterable[SubmitWork]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for item in items:
+        grouped[item.provider].append(item.job_id)
+    return grouped
+
+
+def _release_reservations(ctx: PumpContext, work: Sequence[SubmitWork]) -> None:
+    try:
+        for provider, job_ids in _by_provider(work).items():
+            ctx.limiter.release(provider, job_ids)
+    except Exception:  # a reservation left behind only expires a little later
+        log.warning("could not release in-flight reservations", exc_info=True)

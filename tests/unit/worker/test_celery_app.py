@@ -1,0 +1,40 @@
+"""The Celery wiring: four expendable ticks on one queue, nothing stored, nothing piled up."""
+
+from __future__ import annotations
+
+from mcjobs.core import nudge
+from mcjobs.core.settings import Settings
+from mcjobs.worker.celery_app import TICKS, create_celery_app
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, redis_url="redis://127.0.0.1:1/0", **values)  # type: ignore[call-arg]
+
+
+def test_beat_ticks_every_pump_at_the_configured_interval() -> None:
+    app = create_celery_app(settings(beat_interval_seconds=0.5))
+    schedule = app.conf.beat_schedule
+    assert sorted(entry["task"] for entry in schedule.values()) == sorted(TICKS)
+    for entry in schedule.values():
+        assert entry["schedule"] == 0.5
+        assert entry["options"]["queue"] == nudge.TICK_QUEUE
+        # a tick that waited longer than this is worthless: the next one is already coming
+        assert entry["options"]["expires"] <= 1.0
+
+
+def test_ticks_store_no_results_and_take_one_message_at_a_time() -> None:
+    app = create_celery_app(settings())
+    assert app.conf.task_ignore_result is True
+    assert app.conf.result_backend is None
+    assert app.conf.worker_prefetch_multiplier == 1
+    assert app.conf.broker_url == "redis://127.0.0.1:1/0"
+
+
+def test_every_tick_name_has_a_task_on_the_tick_queue() -> None:
+    from mcjobs.worker import tasks
+    from mcjobs.worker.celery_app import app
+
+    assert tasks.submit_tick is not None
+    for name in TICKS:
+        assert name in app.tasks
+        assert app.amqp.router.route({}, name)["queue"].name == nudge.TICK_QUEUE

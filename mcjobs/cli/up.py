@@ -165,6 +165,8 @@ def up(
                 raise RuntimeError("the simulator did not start")
             env["METACHAT_BASE_URL"] = f"http://127.0.0.1:{sim_port}/open/v1"
             env["METACHAT_API_KEY"] = SIM_API_KEY
+            # A local demo sends webhooks to local receivers (`mcjobs webhooks listen`).
+            env.setdefault("WEBHOOK_ALLOW_PRIVATE", "true")
             typer.echo(f"simulator  {env['METACHAT_BASE_URL']} (no METACHAT_API_KEY set)")
 
         os.environ.update(env)

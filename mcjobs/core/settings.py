@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     webhook_schedule_seconds: tuple[float, ...] = DEFAULT_WEBHOOK_SCHEDULE
     webhook_time_scale: float = Field(default=1.0, gt=0)
     deliver_batch_size: int = Field(default=100, ge=1)
+    # after a rotation, deliveries are signed with the old secret too for this long
+    webhook_secret_overlap_hours: float = Field(default=24.0, ge=0)
 
     # API
     api_host: str = "127.0.0.1"

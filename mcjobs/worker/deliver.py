@@ -22,7 +22,6 @@ from mcjobs.core.webhooks.attempts import AttemptKind, AttemptOutcome, AttemptRe
 from mcjobs.core.webhooks.deliveries import ClaimedDelivery, claim_due_deliveries, record_outcomes
 from mcjobs.core.webhooks.schedule import RetrySchedule
 from mcjobs.core.webhooks.sender import OutgoingWebhook, WebhookSender
-from mcjobs.core.webhooks.signing import DEFAULT_ROTATION_OVERLAP
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +63,7 @@ def lease_seconds(settings: Settings) -> float:
 
 
 def rotation_overlap(settings: Settings) -> dt.timedelta:
-    hours = getattr(settings, "webhook_secret_overlap_hours", None)
-    return dt.timedelta(hours=hours) if hours is not None else DEFAULT_ROTATION_OVERLAP
+    return dt.timedelta(hours=settings.webhook_secret_overlap_hours)
 
 
 async def run_deliver_pump(ctx: DeliverContext) -> int:

@@ -171,8 +171,9 @@ class OpsDataset:
     batch_id: str
 
 
-def seed_ops_dataset(db: Database) -> OpsDataset:
-    """The dataset every stats test reads; `NOW` is 2026-12-01 12:00 UTC. What it holds:
+def seed_ops_dataset(db: Database, *, now: dt.datetime = NOW) -> OpsDataset:
+    """The dataset every stats test reads, with `now` as 12:00 (default: 2026-12-01 12:00 UTC;
+    pass a whole minute). What it holds, in times of that day:
 
     - midjourney (alpha): 5 succeeded, upstream 10/20/30/40 /50 s, queue 1..5 s, 10 points each,
       ended 11:10:00..11:10:40; 1 failed `upstream_rejected` at 11:30 before any submit.
@@ -187,12 +188,17 @@ def seed_ops_dataset(db: Database) -> OpsDataset:
       ago, dead 3 days ago, succeeded.
     - one running batch (alpha) of 4 jobs: 2 succeeded, 1 queued, 1 running.
     """
+    shift = now - NOW
+
+    def t(hh: int, mm: int, ss: float = 0.0) -> dt.datetime:
+        return at(hh, mm, ss) + shift
+
     with db.session() as s:
         alpha = create_api_key(s, name="alpha")
         beta = create_api_key(s, name="beta")
         admin = create_api_key(s, name="ops", admin=True)
         a, b = alpha.id, beta.id
-        batch = add_batch(s, a, created_at=at(11, 0), total=4)
+        batch = add_batch(s, a, created_at=t(11, 0), total=4)
         for i, (upstream, wait) in enumerate(
             zip((10, 20, 30, 40, 50), (1, 2, 3, 4, 5), strict=True)
         ):
@@ -203,7 +209,7 @@ def seed_ops_dataset(db: Database) -> OpsDataset:
                 provider="midjourney",
                 model="mj-v7",
                 action="imagine",
-                finished_at=at(11, 10, 10 * i),
+                finished_at=t(11, 10, 10 * i),
                 upstream_seconds=upstream,
                 queue_seconds=wait,
                 cost_points=10,
@@ -216,12 +222,12 @@ def seed_ops_dataset(db: Database) -> OpsDataset:
             provider="midjourney",
             model="mj-v7",
             action="imagine",
-            finished_at=at(11, 30),
+            finished_at=t(11, 30),
             upstream_seconds=None,
             error_code="upstream_rejected",
             error_message="banned prompt",
         )
-        for finished, upstream, wait in ((at(11, 20, 5), 4, 0.5), (at(11, 21, 5), 6, 1.5)):
+        for finished, upstream, wait in ((t(11, 20, 5), 4, 0.5), (t(11, 21, 5), 6, 1.5)):
             finished_job(
                 s,
                 b,
@@ -239,17 +245,17 @@ def seed_ops_dataset(db: Database) -> OpsDataset:
             status="failed",
             provider="flux",
             model="flux-2-pro",
-            finished_at=at(11, 21, 30),
+            finished_at=t(11, 21, 30),
             upstream_seconds=2,
             queue_seconds=1.0,
             error_code="upstream_rejected",
             error_message="bad aspect ratio",
         )
-        add_event(s, flux_failure.id, at_=at(11, 21, 27), from_=None, to="queued", reason="created")
+        add_event(s, flux_failure.id, at_=t(11, 21, 27), from_=None, to="queued", reason="created")
         add_event(
             s,
             flux_failure.id,
-            at_=at(11, 21, 28),
+            at_=t(11, 21, 28),
             from_="queued",
             to="running",
             reason="submitted",
@@ -257,7 +263,7 @@ def seed_ops_dataset(db: Database) -> OpsDataset:
         add_event(
             s,
             flux_failure.id,
-            at_=at(11, 21, 30),
+            at_=t(11, 21, 30),
             from_="running",
             to="failed",
             reason="upstream_rejected",
@@ -268,7 +274,7 @@ def seed_ops_dataset(db: Database) -> OpsDataset:
             status="timed_out",
             provider="grok",
             model="grok-imagine-image-2.0",
-            finished_at=at(11, 40),
+            finished_at=t(11, 40),
             upstream_seconds=600,
             queue_seconds=2.0,
             error_code="deadline_exceeded",
@@ -280,10 +286,10 @@ def seed_ops_dataset(db: Database) -> OpsDataset:
             status="cancelled",
             provider="z-image",
             model="z-image-turbo",
-            finished_at=at(11, 50),
+            finished_at=t(11, 50),
             upstream_seconds=None,
         )
-        ago = lambda seconds: NOW - dt.timedelta(seconds=seconds)  # noqa: E731
+        ago = lambda seconds: now - dt.timedelta(seconds=seconds)  # noqa: E731
         stuck_mj = add_job(
             s,
             a,
@@ -352,7 +358,7 @@ def seed_ops_dataset(db: Database) -> OpsDataset:
             provider="midjourney",
             model="mj-v7",
             action="imagine",
-            finished_at=NOW - dt.timedelta(days=2),
+            finished_at=now - dt.timedelta(days=2),
             upstream_seconds=30,
             cost_points=1000,
         )
@@ -375,7 +381,7 @@ def seed_ops_dataset(db: Database) -> OpsDataset:
             last_status_code=404,
             last_error="HTTP 404",
         )
-        add_delivery(s, a, state="dead", attempts=9, updated_at=NOW - dt.timedelta(days=3))
+        add_delivery(s, a, state="dead", attempts=9, updated_at=now - dt.timedelta(days=3))
         add_delivery(s, a, state="succeeded", attempts=1, updated_at=ago(100))
     return OpsDataset(
         alpha=alpha,

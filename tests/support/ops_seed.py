@@ -126,9 +126,16 @@ def seed_bulk(
 def _seed_sqlite(
     db: Database, n: int, *, now: dt.datetime, days: float, key_ids: Sequence[str], seed: int
 ) -> None:
-    rows = _python_rows(n, now=now, days=days, key_ids=key_ids, rng=random.Random(seed))
+    rows = sorted(
+        _python_rows(n, now=now, days=days, key_ids=key_ids, rng=random.Random(seed)),
+        key=lambda row: row["created_at"],
+    )
     chunk: list[dict[str, Any]] = []
-    for row in rows:
+    for g, row in enumerate(rows, start=1):
+        # ids follow creation time, as real ids do
+        row["id"] = f"job_bulk{g:012d}"
+        if row["upstream_task_id"] is not None:
+            row["upstream_task_id"] = f"bulk-{g}"
         chunk.append(row)
         if len(chunk) == 5000:
             _insert_chunk(db, chunk)

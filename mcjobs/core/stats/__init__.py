@@ -29,12 +29,14 @@ from mcjobs.core.stats.shapes import (
     Throughput,
     Webhooks,
 )
+from mcjobs.core.stats.since import DEFAULT_SPAN, BadSince, parse_since
 from mcjobs.core.stats.usage import (
     BALANCE_KEY,
     PointsMismatch,
     UpstreamBalance,
     UsageLine,
     UsageReconciliation,
+    balance_reader,
     cached_upstream_balance,
     reconcile_usage,
     store_upstream_balance,
@@ -43,7 +45,9 @@ from mcjobs.core.stats.window import EndedJobs, ended_jobs, latency_percentiles
 
 __all__ = [
     "BALANCE_KEY",
+    "DEFAULT_SPAN",
     "DEFAULT_STUCK_SECONDS",
+    "BadSince",
     "BatchProgress",
     "EndedJobs",
     "JobCounts",
@@ -61,6 +65,7 @@ __all__ = [
     "UsageLine",
     "UsageReconciliation",
     "Webhooks",
+    "balance_reader",
     "batches_in_progress",
     "cached_upstream_balance",
     "collect_stats",
@@ -69,6 +74,7 @@ __all__ = [
     "job_detail",
     "key_choices",
     "latency_percentiles",
+    "parse_since",
     "recent_failures",
     "reconcile_usage",
     "store_upstream_balance",

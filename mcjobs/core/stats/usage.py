@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -55,6 +56,27 @@ def cached_upstream_balance(client: redis.Redis) -> UpstreamBalance | None:
         return UpstreamBalance(points=int(data["points"]), at=dt.datetime.fromisoformat(data["at"]))
     except (ValueError, KeyError, TypeError):
         return None
+
+
+_clients: dict[str, redis.Redis] = {}
+_clients_lock = threading.Lock()
+
+
+def balance_reader(redis_url: str) -> Callable[[], UpstreamBalance | None]:
+    """A function that reads the cached balance from `redis_url` (short timeouts, one shared
+    client per URL), for pages and scrapes that must not hang on a slow Redis."""
+
+    def read() -> UpstreamBalance | None:
+        with _clients_lock:
+            client = _clients.get(redis_url)
+            if client is None:
+                client = redis.Redis.from_url(
+                    redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+                )
+                _clients[redis_url] = client
+        return cached_upstream_balance(client)
+
+    return read
 
 
 class UsageLine(Protocol):

@@ -20,7 +20,7 @@ import redis
 from sqlalchemy import create_engine
 
 from bench import noop_app
-from bench.procs import postgres_server_cpu_seconds, trees_cpu_seconds
+from bench.procs import postgres_server_cpu_seconds, tree_cpu_seconds, trees_cpu_seconds
 from bench.reference.schema import Base as RefBase
 from bench.report import Goal, Section, fmt, table
 from bench.specs import job_specs, reference_specs
@@ -44,6 +44,14 @@ UNLIMITED_PROVIDERS = {
     "PROVIDER_MAX_IN_FLIGHT": '{"default": 100000}',
 }
 WARMUP_JOBS = 30
+# the flags `mcjobs worker` runs with, so every worker pays the same cluster chatter (none)
+QUIET_WORKER = (
+    "--loglevel",
+    "WARNING",
+    "--without-gossip",
+    "--without-mingle",
+    "--without-heartbeat",
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class Throughput:
     cpu_seconds: float
     pg_cpu_seconds: float
     succeeded: int
+    cpu_by_service: dict[str, float]
 
     @property
     def jobs_per_second(self) -> float:
@@ -196,8 +205,7 @@ def run_reference(
                 "2",
                 "-Q",
                 "ref",
-                "--loglevel",
-                "WARNING",
+                *QUIET_WORKER,
             ],
             env=env,
         )
@@ -234,8 +242,9 @@ def _measure(
     succeeded_sql: str,
     progress: Callable[[int], None] | None,
 ) -> Throughput:
-    pids = [stack.services[name].pid for name in roots]
-    cpu0, pg0, t0 = trees_cpu_seconds(pids), postgres_server_cpu_seconds(), time.perf_counter()
+    pids = {name: stack.services[name].pid for name in roots}
+    before = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+    pg0, t0 = postgres_server_cpu_seconds(), time.perf_counter()
     submit()
     wait_terminal(
         stack,
@@ -246,10 +255,10 @@ def _measure(
         progress=progress,
     )
     seconds = time.perf_counter() - t0
-    cpu = trees_cpu_seconds(pids) - cpu0
+    by_service = {name: tree_cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     pg = postgres_server_cpu_seconds() - pg0
     succeeded = count_where(stack.database_url, succeeded_sql) - WARMUP_JOBS
-    return Throughput(n, seconds, cpu, pg, succeeded)
+    return Throughput(n, seconds, sum(by_service.values()), pg, succeeded, by_service)
 
 
 @dataclass(frozen=True)
@@ -286,8 +295,7 @@ def run_noop(tasks: int) -> NoopRate:
                 "2",
                 "-Q",
                 noop_app.QUEUE,
-                "--loglevel",
-                "WARNING",
+                *QUIET_WORKER,
             ],
             env=env,
         )

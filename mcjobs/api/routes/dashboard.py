@@ -1,7 +1,0 @@
-"""Routes: dashboard."""
-
-from __future__ import annotations
-
-from fastapi import APIRouter
-
-router = APIRouter()

@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from mcjobs.api.errors import install_error_handlers
+from mcjobs.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from mcjobs.api.routes import batches, dashboard, health, jobs, models, stats, webhooks
 from mcjobs.core.db import Database, get_database
 from mcjobs.core.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    """The API for `settings` (default: the environment) on `db` (default: `DATABASE_URL`)."""
     settings = settings or get_settings()
     app = FastAPI(
         title="MetaChat Jobs",
@@ -21,9 +23,17 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.db = db or (
         get_database()
         if settings is get_settings()
-        else Database(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        else Database(
+            settings.database_url,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            pool_size=settings.db_pool_size,
+        )
     )
     install_error_handlers(app)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=int(getattr(settings, "max_request_bytes", DEFAULT_MAX_BODY_BYTES)),
+    )
     for module in (health, jobs, batches, models, webhooks, stats, dashboard):
         app.include_router(module.router)
     return app

@@ -1,17 +1,22 @@
-"""Request dependencies: the database, the settings and the calling API key."""
+"""Request dependencies: the database, the settings, the catalogue, the calling API key and
+its `Idempotency-Key`."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mcjobs.api.errors import ProblemError
 from mcjobs.core.db import Database
+from mcjobs.core.idempotency import MAX_KEY_CHARS
 from mcjobs.core.keys import find_api_key
 from mcjobs.core.settings import Settings
+from mcjobs.core.submission import get_catalogue, text_problem
 from mcjobs.core.tables import ApiKey
+from mcjobs.metachat import Catalogue
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -56,3 +61,62 @@ def require_admin(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
 
 CurrentKey = Annotated[ApiKey, Depends(authenticate)]
 AdminKey = Annotated[ApiKey, Depends(require_admin)]
+
+
+def owner_scope(key: ApiKey) -> str | None:
+    """Whose rows a key may see: its own id, or None (everyone's) for an admin key."""
+    return None if key.is_admin else key.id
+
+
+def _idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Same key + same body within 24 h: the first response again.",
+        ),
+    ] = None,
+) -> str | None:
+    if idempotency_key is None:
+        return None
+    if not 1 <= len(idempotency_key) <= MAX_KEY_CHARS or text_problem(idempotency_key):
+        raise ProblemError(
+            422,
+            "Invalid request",
+            "the Idempotency-Key header is invalid",
+            errors=[(("header", "Idempotency-Key"), f"must be 1..{MAX_KEY_CHARS} characters")],
+        )
+    return idempotency_key
+
+
+IdempotencyKeyDep = Annotated[str | None, Depends(_idempotency_key)]
+
+
+def get_catalogue_dep(settings: SettingsDep) -> Catalogue:
+    return get_catalogue(settings.metachat_catalogue_overrides)
+
+
+CatalogueDep = Annotated[Catalogue, Depends(get_catalogue_dep)]
+
+
+def _declared_query(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _declared_query(sub)
+    return names
+
+
+def reject_unknown_query(request: Request) -> None:
+    """422 for query parameters the route does not take: `?stauts=failed` would otherwise
+    quietly list everything. Add to a router as `dependencies=[Depends(reject_unknown_query)]`."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    unknown = sorted(set(request.query_params) - _declared_query(dependant))
+    if unknown:
+        raise ProblemError(
+            422,
+            "Invalid request",
+            "the request has unknown query parameters",
+            errors=[(("query", name), "unknown query parameter") for name in unknown],
+        )

@@ -1,0 +1,213 @@
+"""Saving a batch's results: every result file under a readable name, and `manifest.csv`.
+
+A file is named from a template over the job (``{id}``, ``{n}`` — the job's 1-based place in
+the batch — ``{model}``, ``{action}`` and any metadata key, e.g. ``{sku}-{n}``), made safe for
+file systems; a job with several images gets ``_1``, ``_2``… The extension comes from the URL or
+the response's content type. Files already on disk are kept, so a second run only fetches what
+is missing. Result URLs are fetched *without* the API key: they live on storage hosts that need
+none, and the key must not travel to them.
+
+`manifest.csv` has one row per job: id, place, status, files, cost, error and metadata.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import mimetypes
+import re
+import string
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx
+
+MANIFEST: Final = "manifest.csv"
+MANIFEST_COLUMNS: Final = (
+    "job_id",
+    "n",
+    "status",
+    "files",
+    "cost_points",
+    "model",
+    "action",
+    "error",
+    "metadata",
+)
+KNOWN_SUFFIXES: Final = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm", ".mov", ".txt", ".json"}
+)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_STEM: Final = 120
+
+
+def result_urls(job: Mapping[str, Any]) -> list[str]:
+    """The result file URLs of a succeeded job, images first."""
+    result = job.get("result") or {}
+    urls = [url for url in result.get("image_urls") or [] if isinstance(url, str)]
+    if isinstance(result.get("video_url"), str):
+        urls.append(result["video_url"])
+    return urls
+
+
+def _safe(text: str) -> str:
+    cleaned = _UNSAFE.sub("_", text).strip("._")
+    return cleaned[:MAX_STEM] or "file"
+
+
+def _template_fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def validate_template(template: str) -> None:
+    """`ValueError` when the name template is not a plain ``{field}`` template."""
+    try:
+        fields = _template_fields(template)
+        template.format_map({name: "x" for name in fields})
+    except (ValueError, IndexError, KeyError, AttributeError) as exc:
+        raise ValueError(f"bad name template {template!r}: {exc}") from None
+
+
+def file_stem(template: str, job: Mapping[str, Any], n: int) -> str:
+    """The file name stem for a job; fields the job lacks fall back to its id."""
+    values: dict[str, Any] = {
+        key: value
+        for key, value in (job.get("metadata") or {}).items()
+        if isinstance(value, str | int | float)
+    }
+    values.update(id=job["id"], n=n, model=job.get("model", ""), action=job.get("action", ""))
+    if not _template_fields(template) <= set(values):
+        return _safe(str(job["id"]))
+    return _safe(template.format_map(values))
+
+
+def _suffix(url: str, content_type: str | None) -> str:
+    suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
+    if suffix in KNOWN_SUFFIXES:
+        return suffix
+    if content_type:
+        guessed = mimetypes.guess_extension(content_type.split(";")[0].strip())
+        if guessed:
+            return ".jpg" if guessed == ".jpe" else guessed
+    return ".bin"
+
+
+@dataclass
+class JobFiles:
+    """What was saved for one job."""
+
+    job: Mapping[str, Any]
+    n: int
+    files: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _fetch(client: httpx.Client, url: str, stem: Path, attempts: int = 3) -> Path:
+    existing = [p for p in stem.parent.glob(stem.name + ".*") if not p.name.endswith(".part")]
+    if existing and existing[0].stat().st_size > 0:
+        return existing[0]
+    last: Exception | None = None
+    for _ in range(attempts):
+        try:
+            with client.stream("GET", url) as response:
+                response.raise_for_status()
+                target = stem.with_name(
+                    stem.name + _suffix(url, response.headers.get("content-type"))
+                )
+                part = target.with_name(target.name + ".part")
+                with part.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+            part.replace(target)
+            return target
+        except (httpx.HTTPError, OSError) as exc:
+            last = exc
+    raise RuntimeError(f"{type(last).__name__}: {last}") from None
+
+
+def _job_files(client: httpx.Client, entry: JobFiles, stem: str, directory: Path) -> JobFiles:
+    urls = result_urls(entry.job)
+    for index, url in enumerate(urls, start=1):
+        name = f"{stem}_{index}" if len(urls) > 1 else stem
+        try:
+            saved = _fetch(client, url, directory / name)
+        except RuntimeError as exc:
+            entry.error = f"download failed: {exc}"
+            continue
+        entry.files.append(saved.name)
+    return entry
+
+
+def download_results(
+    jobs: Sequence[Mapping[str, Any]],
+    directory: Path,
+    *,
+    template: str = "{id}",
+    concurrency: int = 8,
+    on_done: Callable[[JobFiles], None] | None = None,
+    client: httpx.Client | None = None,
+) -> list[JobFiles]:
+    """Save every succeeded job's files into `directory` and write its `manifest.csv`.
+
+    `jobs` are Job views in batch order. Returns one `JobFiles` per job, in the same order.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = [JobFiles(job, n) for n, job in enumerate(jobs, start=1)]
+    stems: dict[int, str] = {}
+    used: set[str] = set()
+    for entry in entries:
+        stem = file_stem(template, entry.job, entry.n)
+        if stem in used:
+            stem = _safe(f"{stem}-{entry.job['id']}")
+        used.add(stem)
+        stems[entry.n] = stem
+    owned = client is None
+    http = client or httpx.Client(timeout=120.0, follow_redirects=True, trust_env=False)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            futures = [
+                pool.submit(_job_files, http, entry, stems[entry.n], directory)
+                for entry in entries
+                if entry.job.get("status") == "succeeded"
+            ]
+            for future in futures:
+                done = future.result()
+                if on_done is not None:
+                    on_done(done)
+    finally:
+        if owned:
+            http.close()
+    write_manifest(directory / MANIFEST, entries)
+    return entries
+
+
+def write_manifest(path: Path, entries: Sequence[JobFiles]) -> None:
+    """One row per job, in batch order."""
+    part = path.with_name(path.name + ".part")
+    with part.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(MANIFEST_COLUMNS)
+        for entry in entries:
+            job = entry.job
+            error = job.get("error") or {}
+            message = entry.error or (
+                f"{error.get('code')}: {error.get('message', '')}" if error else ""
+            )
+            writer.writerow(
+                [
+                    job["id"],
+                    entry.n,
+                    job.get("status", ""),
+                    ";".join(entry.files),
+                    "" if job.get("cost_points") is None else job["cost_points"],
+                    job.get("model", ""),
+                    job.get("action", ""),
+                    message,
+                    json.dumps(job.get("metadata") or {}, ensure_ascii=False, sort_keys=True),
+                ]
+            )
+    part.replace(path)

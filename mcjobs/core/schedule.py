@@ -84,6 +84,8 @@ class PollSchedule:
 
     expected_seconds: float
     first_fraction: float = 0.8
+    # Before anything was learnt the catalogue's figure is only a guess: look earlier.
+    unlearnt_first_fraction: float = 0.65
     first_seconds: float | None = None
     growth: float = 0.25
     min_interval: float = 0.5
@@ -99,6 +101,7 @@ class PollSchedule:
         checks = {
             "expected_seconds": self.expected_seconds > 0,
             "first_fraction": 0 < self.first_fraction <= 10,
+            "unlearnt_first_fraction": 0 < self.unlearnt_first_fraction <= 10,
             "first_seconds": self.first_seconds is None or self.first_seconds >= 0,
             "growth": self.growth > 0,
             "min_interval": self.min_interval > 0,
@@ -140,8 +143,11 @@ class PollSchedule:
         """Seconds from submit to the first poll (``expected_seconds``: a learnt duration)."""
         if self.first_seconds is not None:
             return jittered(self.first_seconds, self.jitter, rng)
-        typical = expected_seconds if expected_seconds is not None else self.expected_seconds
-        return max(self.min_interval, jittered(self.first_fraction * typical, self.jitter, rng))
+        if expected_seconds is None:
+            first = self.unlearnt_first_fraction * self.expected_seconds
+        else:
+            first = self.first_fraction * expected_seconds
+        return max(self.min_interval, jittered(first, self.jitter, rng))
 
     def next_delay(
         self,
@@ -226,11 +232,11 @@ class DurationEstimator:
         weight = max(self.WEIGHT, 1.0 / (count + 1))
         self._log_means[key] = (mean + weight * (value - mean), count + 1)
 
-    def estimate(self, model: str, action: str, default: float) -> float:
-        """The learnt typical duration, or ``default`` until enough jobs were seen."""
+    def estimate(self, model: str, action: str, default: float) -> float | None:
+        """The learnt typical duration (near ``default``), or None until enough jobs were seen."""
         mean, count = self._log_means.get((model, action), (0.0, 0))
         if count < self.MIN_SAMPLES:
-            return default
+            return None
         return min(default * self.BOUND, max(default / self.BOUND, math.exp(mean)))
 
 

@@ -24,8 +24,8 @@ from mcjobs.core.submission import get_catalogue
 from mcjobs.core.tables import utcnow
 from mcjobs.metachat.client import MetaChatClient
 
-# A finished submit or poll may take this long to be written after the call returns.
-WRITE_MARGIN_SECONDS = 60.0
+# On top of twice the call budget: time to write the outcome after the call returns.
+WRITE_MARGIN_SECONDS = 5.0
 
 
 def default_owner() -> str:
@@ -35,13 +35,14 @@ def default_owner() -> str:
 
 def call_budget_seconds(settings: Settings) -> float:
     """The longest one MetaChat call may take before we stop waiting for it."""
-    return settings.metachat_connect_timeout + settings.metachat_read_timeout + 5.0
+    return settings.metachat_connect_timeout + settings.metachat_read_timeout + 2.0
 
 
-def submit_lease_seconds(settings: Settings) -> float:
-    """A submit lease outlives its call and the write of its outcome, so a live pump is never
-    overtaken: a lease that runs out means the pump died (see `mcjobs.core.maintenance`)."""
-    return max(settings.lease_seconds, call_budget_seconds(settings) + WRITE_MARGIN_SECONDS)
+def lease_seconds(settings: Settings) -> float:
+    """A lease outlives its call and the write of its outcome with room to spare, so a live
+    pump is never overtaken: a submit lease that runs out means the pump died (see
+    `mcjobs.core.maintenance`)."""
+    return max(settings.lease_seconds, 2 * call_budget_seconds(settings) + WRITE_MARGIN_SECONDS)
 
 
 @dataclass
@@ -85,7 +86,7 @@ def build_pump_context(
         settings=settings,
         client=client,
         limiter=limiter_from_settings(
-            redis_client, settings, reservation_seconds=submit_lease_seconds(settings)
+            redis_client, settings, reservation_seconds=lease_seconds(settings)
         ),
         planner=planner
         or PollPlanner(settings.poll_schedules, time_scale=settings.poll_time_scale),

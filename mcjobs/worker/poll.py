@@ -39,7 +39,7 @@ from mcjobs.metachat.errors import (
 from mcjobs.metachat.tasks import UpstreamTask
 from mcjobs.worker import codes
 from mcjobs.worker.concurrency import bounded, settle_as_completed
-from mcjobs.worker.context import WRITE_MARGIN_SECONDS, PumpContext, call_budget_seconds
+from mcjobs.worker.context import PumpContext, call_budget_seconds, lease_seconds
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +164,7 @@ async def poll_round(ctx: PumpContext, *, status: str, limit: int) -> PollReport
 
 
 def claim_polls(ctx: PumpContext, *, status: str, now: dt.datetime, limit: int) -> list[PollWork]:
-    lease = call_budget_seconds(ctx.settings) + WRITE_MARGIN_SECONDS
-    until = now + dt.timedelta(seconds=max(ctx.settings.lease_seconds, lease))
+    until = now + dt.timedelta(seconds=lease_seconds(ctx.settings))
     catalogue = ctx.client.catalogue
     with ctx.db.session() as session:
         jobs = claims.claim_due(

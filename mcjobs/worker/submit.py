@@ -37,7 +37,7 @@ from mcjobs.metachat.tasks import SubmitRequest
 from mcjobs.metachat.validation import SpecError
 from mcjobs.worker import codes
 from mcjobs.worker.concurrency import settle_as_completed
-from mcjobs.worker.context import PumpContext, call_budget_seconds, submit_lease_seconds
+from mcjobs.worker.context import PumpContext, call_budget_seconds, lease_seconds
 from mcjobs.worker.verdicts import Action, Verdict, judge_submit_error
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ async def submit_round(ctx: PumpContext) -> SubmitReport:
 
 def claim_submits(ctx: PumpContext, *, now: dt.datetime, report: SubmitReport) -> list[SubmitWork]:
     """Lease the queued jobs that may be submitted now (step 1)."""
-    lease_until = now + dt.timedelta(seconds=submit_lease_seconds(ctx.settings))
+    lease_until = now + dt.timedelta(seconds=lease_seconds(ctx.settings))
     reserved: dict[str, list[str]] = defaultdict(list)
     try:
         with ctx.db.session() as session:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mcjobs.core.db import Database
+from mcjobs.core.schedule import PollPlanner
 from mcjobs.core.settings import Settings
 from mcjobs.core.tables import SUCCEEDED, utcnow
 from mcjobs.sim import SimConfig
@@ -93,7 +95,10 @@ async def _run(
             row["due_at"] = row["created_at"] = start + dt.timedelta(seconds=n * spacing)
             rows.append(row)
         planted[family.name] = insert_jobs(db, rows)
-    async with pump_context(db, settings, transport=transport, clock=clock) as ctx:
+    planner = PollPlanner(
+        settings.poll_schedules, time_scale=settings.poll_time_scale, rng=random.Random(seed)
+    )
+    async with pump_context(db, settings, transport=transport, clock=clock, planner=planner) as ctx:
         await drive(ctx, clock, maintenance=False, max_steps=200_000)
     samples: dict[str, list[tuple[float, int, float]]] = {}
     for name, job_ids in planted.items():

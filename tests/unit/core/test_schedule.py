@@ -22,7 +22,13 @@ def no_jitter(**values: float) -> PollSchedule:
 
 
 def test_the_first_poll_comes_a_little_before_the_typical_duration() -> None:
-    assert no_jitter(expected_seconds=40.0).first_delay() == pytest.approx(32.0)
+    assert no_jitter(expected_seconds=40.0).first_delay(expected_seconds=40.0) == pytest.approx(
+        32.0
+    )
+
+
+def test_the_first_poll_comes_earlier_while_the_duration_is_only_the_catalogues_guess() -> None:
+    assert no_jitter(expected_seconds=40.0).first_delay() == pytest.approx(26.0)
 
 
 def test_an_explicit_first_poll_wins_over_the_typical_duration() -> None:
@@ -150,7 +156,7 @@ def test_an_impossible_schedule_is_refused() -> None:
 
 def test_learnt_durations_replace_the_catalogue_figure_after_a_few_jobs() -> None:
     estimator = DurationEstimator()
-    assert estimator.estimate("grok", "generate", 15.0) == 15.0
+    assert estimator.estimate("grok", "generate", 15.0) is None
     for _ in range(20):
         estimator.observe("grok", "generate", 10.0)
     assert estimator.estimate("grok", "generate", 15.0) == pytest.approx(10.0)

@@ -1,0 +1,197 @@
+"""Maintenance: abandoned submits, expired leases, deadlines, finished batches, pruning."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from mcjobs.core.db import Database
+from mcjobs.core.maintenance import run_maintenance
+from mcjobs.core.settings import Settings
+from mcjobs.core.tables import (
+    BATCH_COMPLETED,
+    BATCH_RUNNING,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    TIMED_OUT,
+    Batch,
+    IdempotencyKey,
+    Job,
+    JobEvent,
+    WebhookDelivery,
+    utcnow,
+)
+from tests.support.pipeline_jobs import (
+    insert_batch,
+    insert_jobs,
+    job,
+    job_row,
+    new_api_key,
+    pipeline_settings,
+)
+
+SettingsFor = Callable[..., Settings]
+
+
+@pytest.fixture
+def settings(settings_for: SettingsFor, db_url: str) -> Settings:
+    return pipeline_settings(settings_for, db_url)
+
+
+def abandoned(key: str, *, ago: float = 120.0) -> dict[str, object]:
+    """A queued job whose submitter held it and vanished ``ago`` seconds ago."""
+    row = job_row(key)
+    row.update(lease_owner="dead-host:123", lease_until=utcnow() - dt.timedelta(seconds=ago))
+    return row
+
+
+def test_an_abandoned_submit_fails_as_uncertain_instead_of_being_sent_twice(
+    db: Database, settings: Settings
+) -> None:
+    key = new_api_key(db)
+    [job_id] = insert_jobs(db, [abandoned(key)])
+    report = run_maintenance(db, settings)
+    row = job(db, job_id)
+    assert report.abandoned_failed == 1
+    assert (row.status, row.error_code, row.lease_owner) == (FAILED, "submit_uncertain", None)
+
+
+def test_an_abandoned_submit_is_queued_again_when_resubmitting_is_allowed(
+    db: Database, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"resubmit_on_uncertain": True})
+    key = new_api_key(db)
+    [job_id] = insert_jobs(db, [abandoned(key)])
+    run_maintenance(db, settings)
+    row = job(db, job_id)
+    assert (row.status, row.lease_owner) == (QUEUED, None)
+
+
+def test_a_submit_still_in_progress_is_left_alone(db: Database, settings: Settings) -> None:
+    key = new_api_key(db)
+    [job_id] = insert_jobs(db, [abandoned(key, ago=-60.0)])
+    run_maintenance(db, settings)
+    assert (job(db, job_id).status, job(db, job_id).lease_owner) == (QUEUED, "dead-host:123")
+
+
+def running(key: str, *, deadline_in: float, lease: float | None = None) -> dict[str, object]:
+    now = utcnow()
+    row = job_row(key)
+    row.update(
+        status=RUNNING,
+        upstream_task_id="t-1",
+        submitted_at=now - dt.timedelta(seconds=60),
+        due_at=now + dt.timedelta(seconds=30),
+        deadline_at=now + dt.timedelta(seconds=deadline_in),
+    )
+    if lease is not None:
+        row.update(lease_owner="someone", lease_until=now + dt.timedelta(seconds=lease))
+    return row
+
+
+def test_an_expired_poll_lease_is_released(db: Database, settings: Settings) -> None:
+    key = new_api_key(db)
+    [job_id] = insert_jobs(db, [running(key, deadline_in=600, lease=-5)])
+    assert run_maintenance(db, settings).leases_cleared == 1
+    assert job(db, job_id).lease_owner is None
+
+
+def test_a_running_job_past_its_deadline_times_out(db: Database, settings: Settings) -> None:
+    key = new_api_key(db)
+    [late, fine, busy] = insert_jobs(
+        db,
+        [
+            running(key, deadline_in=-1),
+            running(key, deadline_in=600),
+            running(key, deadline_in=-1, lease=30),
+        ],
+    )
+    assert run_maintenance(db, settings).timed_out == 1
+    assert job(db, late).status == TIMED_OUT
+    assert job(db, late).error_code == "deadline_exceeded"
+    assert job(db, late).upstream_task_id == "t-1"
+    # the reconcile pass will still look at it
+    assert job(db, late).due_at is not None
+    assert job(db, fine).status == job(db, busy).status == RUNNING
+
+
+def test_a_batch_completes_once_nothing_is_queued_or_running(
+    db: Database, settings: Settings
+) -> None:
+    key = new_api_key(db)
+    done = job_row(key)
+    done.update(status=SUCCEEDED, finished_at=utcnow(), due_at=None)
+    still = job_row(key)
+    finished_batch = insert_batch(db, key, [dict(done)], webhook_url="https://hooks.example.com/b")
+    busy_batch = insert_batch(db, key, [dict(done, id=done["id"] + "x"), still])
+    assert run_maintenance(db, settings).batches_completed == 1
+    with db.read_session() as session:
+        finished = session.get_one(Batch, finished_batch)
+        busy = session.get_one(Batch, busy_batch)
+        deliveries = list(
+            session.scalars(
+                select(WebhookDelivery.event_type).where(WebhookDelivery.batch_id == finished_batch)
+            )
+        )
+    assert (finished.status, busy.status) == (BATCH_COMPLETED, BATCH_RUNNING)
+    assert finished.finished_at is not None
+    assert deliveries == ["batch.completed"]
+    # completing is done once: a second pass queues no second webhook
+    assert run_maintenance(db, settings).batches_completed == 0
+
+
+def test_old_rows_are_pruned_and_recent_ones_kept(db: Database, settings: Settings) -> None:
+    key = new_api_key(db)
+    long_ago = utcnow() - dt.timedelta(days=40)
+    old = job_row(key)
+    old.update(status=SUCCEEDED, finished_at=long_ago, due_at=None)
+    recent = job_row(key)
+    recent.update(status=FAILED, finished_at=utcnow(), due_at=None)
+    active = job_row(key, created_at=long_ago)
+    old_id, recent_id, active_id = insert_jobs(db, [old, recent, active])
+    with db.session() as session:
+        session.execute(
+            insert(JobEvent),
+            [
+                {"job_id": old_id, "at": long_ago, "to_status": SUCCEEDED, "reason": "x"},
+                {"job_id": recent_id, "at": utcnow(), "to_status": FAILED, "reason": "x"},
+            ],
+        )
+        session.execute(
+            insert(IdempotencyKey),
+            [
+                {
+                    "api_key_id": key,
+                    "key": name,
+                    "method_path": "POST /v1/jobs",
+                    "request_hash": "0" * 64,
+                    "response_status": 202,
+                    "response_body": {},
+                    "created_at": at,
+                }
+                for name, at in (("old", long_ago), ("new", utcnow()))
+            ],
+        )
+    report = run_maintenance(db, settings)
+    assert report.pruned == {"jobs": 1, "idempotency_keys": 1}
+    with db.read_session() as session:
+        left = set(session.scalars(select(Job.id)))
+        event_jobs = set(session.scalars(select(JobEvent.job_id)))
+        keys = set(session.scalars(select(IdempotencyKey.key)))
+    assert left == {recent_id, active_id}
+    assert event_jobs == {recent_id}
+    assert keys == {"new"}
+
+
+def test_maintenance_with_nothing_to_do_changes_nothing(db: Database, settings: Settings) -> None:
+    key = new_api_key(db)
+    insert_jobs(db, [job_row(key)])
+    report = run_maintenance(db, settings)
+    assert (report.abandoned_failed, report.timed_out, report.batches_completed) == (0, 0, 0)
+    with db.read_session() as session:
+        assert session.scalar(select(func.count()).select_from(JobEvent)) == 0

@@ -120,13 +120,7 @@ def test_a_second_run_keeps_what_is_already_there(storage: Storage, tmp_path: Pa
 def test_a_failed_download_is_recorded_not_fatal(storage: Storage, tmp_path: Path) -> None:
     broken = _job(1, result={"image_urls": ["https://oss.test/broken.png"]})
 
-    [entry] = _download(
-        storage,
-        [
-            broken,
-        ][:1],
-        tmp_path,
-    )
+    [entry] = _download(storage, [broken], tmp_path)
 
     assert entry.files == []
     assert entry.error is not None and "download failed" in entry.error

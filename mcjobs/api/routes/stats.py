@@ -37,6 +37,9 @@ def get_stats(
     bucket_seconds: Annotated[
         int, Query(ge=10, le=86_400, description="Width of a throughput bucket")
     ] = 60,
+    limit: Annotated[
+        int, Query(ge=1, le=500, description="Most stuck jobs and failing webhooks listed")
+    ] = 50,
 ) -> OpsStats:
     now = utcnow()
     try:
@@ -54,5 +57,10 @@ def get_stats(
         )
     with db.read_session() as session:
         return collect_stats(
-            session, since=start, api_key_id=api_key_id, now=now, bucket_seconds=bucket_seconds
+            session,
+            since=start,
+            api_key_id=api_key_id,
+            now=now,
+            bucket_seconds=bucket_seconds,
+            limit=limit,
         )

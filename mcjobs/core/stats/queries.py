@@ -70,6 +70,14 @@ def collect_stats(
     _give_sorts_memory(session)
     ended = ended_jobs(session, since=since, api_key_id=api_key_id, bucket_seconds=bucket_seconds)
     latency = latency_percentiles(session, since=since, api_key_id=api_key_id)
+    stuck, stuck_total = stuck_jobs(
+        session,
+        now=now,
+        thresholds={provider: p.p99 for provider, p in latency.upstream.items()},
+        fallback_seconds=stuck_fallback_seconds,
+        api_key_id=api_key_id,
+        limit=limit,
+    )
     return OpsStats(
         since=since,
         generated_at=now,
@@ -79,14 +87,8 @@ def collect_stats(
         latency=latency,
         points=ended.points,
         errors=ended.errors,
-        stuck=stuck_jobs(
-            session,
-            now=now,
-            thresholds={provider: p.p99 for provider, p in latency.upstream.items()},
-            fallback_seconds=stuck_fallback_seconds,
-            api_key_id=api_key_id,
-            limit=limit,
-        ),
+        stuck=stuck,
+        stuck_total=stuck_total,
         webhooks=failing_webhooks(session, since=since, api_key_id=api_key_id, limit=limit),
     )
 
@@ -132,20 +134,12 @@ def job_counts(
     return JobCounts(by_status=by_status, rows=rows, oldest_queued_seconds=oldest_age)
 
 
-def stuck_jobs(
-    session: Session,
-    *,
+def _stuck_filter(
     now: dt.datetime,
     thresholds: Mapping[str, float],
-    fallback_seconds: float = DEFAULT_STUCK_SECONDS,
-    api_key_id: str | None = None,
-    limit: int = 50,
-) -> list[StuckJob]:
-    """Running jobs older than their provider's threshold, and active jobs whose lease expired.
-
-    `thresholds` maps provider → seconds (the p99 upstream time); other providers use
-    `fallback_seconds`. Oldest first.
-    """
+    fallback_seconds: float,
+    api_key_id: str | None,
+) -> list[ColumnElement[bool]]:
     too_old = [
         and_(Job.provider == provider, Job.submitted_at < now - dt.timedelta(seconds=seconds))
         for provider, seconds in thresholds.items()
@@ -156,17 +150,39 @@ def stuck_jobs(
             Job.submitted_at < now - dt.timedelta(seconds=fallback_seconds),
         )
     )
+    return [
+        Job.status.in_(ACTIVE_STATUSES),
+        or_(Job.lease_until < now, and_(Job.status == RUNNING, or_(*too_old))),
+        *_for_key(api_key_id, Job.api_key_id),
+    ]
+
+
+def stuck_jobs(
+    session: Session,
+    *,
+    now: dt.datetime,
+    thresholds: Mapping[str, float],
+    fallback_seconds: float = DEFAULT_STUCK_SECONDS,
+    api_key_id: str | None = None,
+    limit: int = 50,
+) -> tuple[list[StuckJob], int]:
+    """Running jobs older than their provider's threshold, and active jobs whose lease expired:
+    the oldest `limit` of them, and how many there are.
+
+    `thresholds` maps provider → seconds (the p99 upstream time); other providers use
+    `fallback_seconds`.
+    """
+    where = _stuck_filter(now, thresholds, fallback_seconds, api_key_id)
     rows = session.scalars(
         select(Job)
-        .where(
-            Job.status.in_(ACTIVE_STATUSES),
-            or_(Job.lease_until < now, and_(Job.status == RUNNING, or_(*too_old))),
-            *_for_key(api_key_id, Job.api_key_id),
-        )
+        .where(*where)
         .order_by(Job.submitted_at.is_(None), Job.submitted_at, Job.created_at)
         .limit(limit)
     ).all()
-    return [_stuck(job, now, thresholds, fallback_seconds) for job in rows]
+    total = len(rows)
+    if total == limit:
+        total = int(session.scalar(select(func.count()).where(*where)) or 0)
+    return [_stuck(job, now, thresholds, fallback_seconds) for job in rows], total
 
 
 def _stuck(

@@ -176,5 +176,6 @@ class OpsStats(_Shape):
     latency: Latency
     points: Points
     errors: list[ErrorCount]
-    stuck: list[StuckJob]
+    stuck: list[StuckJob] = Field(description="the oldest stuck jobs, at most `limit`")
+    stuck_total: int = Field(description="how many jobs are stuck in all")
     webhooks: Webhooks

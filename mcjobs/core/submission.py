@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import importlib
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Any, Final
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -35,6 +33,7 @@ from mcjobs.core.tables import (
     UTCDateTime,
     metadata,
 )
+from mcjobs.core.webhooks.ssrf import DestinationRefused, check_destination
 from mcjobs.metachat import Catalogue, CatalogueOverrides, SpecError, build_catalogue
 
 Loc = tuple[str | int, ...]
@@ -187,33 +186,14 @@ def get_catalogue(overrides: Mapping[str, Any] | None = None) -> Catalogue:
     return _catalogue_from_json(json.dumps(dict(overrides or {}), sort_keys=True))
 
 
-def _webhook_checker() -> Callable[[str, bool], object] | None:
-    # The SSRF guard lives with webhook delivery; use it when that module is installed.
-    try:
-        module = importlib.import_module("mcjobs.core.webhooks.ssrf")
-    except ImportError:
-        return None
-    checker = getattr(module, "check_destination", None)
-    return checker if callable(checker) else None
-
-
 def webhook_url_problem(url: str, *, allow_private: bool) -> str | None:
-    """Why `url` cannot receive webhooks, or None. http(s) only; private destinations only when
-    the operator allows them (`WEBHOOK_ALLOW_PRIVATE`)."""
+    """Why `url` cannot receive webhooks, or None: http(s) only, no credentials, and no private,
+    loopback or link-local destination unless the operator allows them
+    (`WEBHOOK_ALLOW_PRIVATE`). The sender checks again before every attempt."""
     try:
-        parts = urlsplit(url)
-        hostname = parts.hostname
-        parts.port  # noqa: B018 - a bad port raises here
-    except ValueError:
-        return "is not a valid URL"
-    if parts.scheme not in ("http", "https") or not hostname:
-        return "must be an http(s) URL"
-    checker = _webhook_checker()
-    if checker is not None:
-        try:
-            checker(url, allow_private)
-        except ValueError as exc:
-            return str(exc) or "is not an allowed webhook destination"
+        check_destination(url, allow_private)
+    except DestinationRefused as exc:
+        return str(exc) or "is not an allowed webhook destination"
     return None
 
 

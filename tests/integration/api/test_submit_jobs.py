@@ -171,3 +171,32 @@ class TestFollowUps:
 
         assert response.status_code == 422
         assert response.json()["errors"][0]["loc"] == ["source", "index"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://127.0.0.1:8080/hook", id="loopback"),
+        pytest.param("http://10.1.2.3/hook", id="private"),
+        pytest.param("http://169.254.169.254/latest", id="link-local-metadata"),
+    ],
+)
+def test_private_webhook_destinations_are_refused_unless_allowed(
+    clients_with: Any, db: Database, url: str
+) -> None:
+    strict = clients_with(webhook_allow_private=False).new("strict")
+
+    response = strict.post("/v1/jobs", json=flux_spec(webhook_url=url))
+    batch = strict.post("/v1/batches", json={"jobs": [flux_spec()], "webhook_url": url})
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["webhook_url"]
+    assert batch.status_code == 422
+    assert count(db, Job) == 0
+
+
+def test_credentials_in_a_webhook_url_are_refused(alice: ApiClient) -> None:
+    response = alice.post("/v1/jobs", json=flux_spec(webhook_url="https://u:p@hooks.test/h"))
+
+    assert response.status_code == 422
+    assert "u:p" not in response.text

@@ -61,6 +61,7 @@ def test_the_json_shape_is_checked_first(spec: dict[str, Any], field: str) -> No
     [
         pytest.param("https://hooks.example.com/a?b=c", True, id="https"),
         pytest.param("http://127.0.0.1:8080/h", True, id="http-private-allowed"),
+        pytest.param("https://user:pw@example.com/h", False, id="credentials"),
         pytest.param("ftp://example.com/h", False, id="ftp"),
         pytest.param("https:///no-host", False, id="no-host"),
         pytest.param("http://example.com:99999/h", False, id="bad-port"),

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.orm import Session
 
 from mcjobs.core import claims
@@ -281,6 +281,31 @@ def _rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def pending_work(session: Session, *, now: dt.datetime) -> set[str]:
+    """Which steps have anything to do, read cheaply so an idle pass takes no write lock."""
+    lease_expired = and_(Job.lease_until.is_not(None), Job.lease_until < now)
+    checks = {
+        "abandoned": and_(Job.status == QUEUED, Job.lease_owner.is_not(None), lease_expired),
+        "leases": and_(Job.status.in_((RUNNING, TIMED_OUT)), lease_expired),
+        "deadlines": and_(
+            Job.status == RUNNING,
+            Job.deadline_at.is_not(None),
+            Job.deadline_at < now,
+            Job.lease_owner.is_(None),
+        ),
+    }
+    due = {
+        name
+        for name, where in checks.items()
+        if session.execute(select(Job.id).where(where).limit(1)).first()
+    }
+    active = select(Job.id).where(Job.batch_id == Batch.id, Job.status.in_((QUEUED, RUNNING)))
+    finished = select(Batch.id).where(Batch.status == BATCH_RUNNING, ~active.exists()).limit(1)
+    if session.execute(finished).first():
+        due.add("batches")
+    return due
+
+
 def run_maintenance(
     db: Database,
     settings: Settings,
@@ -293,18 +318,24 @@ def run_maintenance(
     now = now or utcnow()
     planner = planner or PollPlanner(settings.poll_schedules, time_scale=settings.poll_time_scale)
     report = MaintenanceReport()
-    with db.session() as session:
-        report.abandoned_failed, report.abandoned_requeued = settle_abandoned_submits(
-            session, now=now, resubmit=settings.resubmit_on_uncertain
-        )
-    with db.session() as session:
-        report.leases_cleared = claims.clear_expired_leases(
-            session, statuses=(RUNNING, TIMED_OUT), now=now
-        )
-    with db.session() as session:
-        report.timed_out = time_out_overdue(session, now=now, planner=planner)
-    with db.session() as session:
-        report.batches_completed = complete_batches(session, now=now)
+    with db.read_session() as session:
+        due = pending_work(session, now=now)
+    if "abandoned" in due:
+        with db.session() as session:
+            report.abandoned_failed, report.abandoned_requeued = settle_abandoned_submits(
+                session, now=now, resubmit=settings.resubmit_on_uncertain
+            )
+    if "leases" in due:
+        with db.session() as session:
+            report.leases_cleared = claims.clear_expired_leases(
+                session, statuses=(RUNNING, TIMED_OUT), now=now
+            )
+    if "deadlines" in due:
+        with db.session() as session:
+            report.timed_out = time_out_overdue(session, now=now, planner=planner)
+    if "batches" in due:
+        with db.session() as session:
+            report.batches_completed = complete_batches(session, now=now)
     if include_prune:
         with db.session() as session:
             report.pruned = prune(session, now=now, settings=settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mcjobs.core.budget import BUDGET_EXCEEDED
 from mcjobs.core.maintenance import DEADLINE_EXCEEDED, SUBMIT_UNCERTAIN
 
 UPSTREAM_REJECTED = "upstream_rejected"
@@ -10,7 +11,6 @@ UPSTREAM_FAILED = "upstream_failed"
 INVALID_UPSTREAM_RESPONSE = "invalid_upstream_response"
 SOURCE_FAILED = "source_failed"
 INVALID_JOB = "invalid_job"
-BUDGET_EXCEEDED = "budget_exceeded"
 
 __all__ = [
     "BUDGET_EXCEEDED",

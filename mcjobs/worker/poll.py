@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mcjobs.core import claims
+from mcjobs.core import claims, metrics
 from mcjobs.core.limiter import ALL
 from mcjobs.core.maintenance import time_out_job
 from mcjobs.core.schedule import DEFAULT_RATE_LIMIT_PAUSE
@@ -37,7 +37,7 @@ from mcjobs.metachat.errors import (
     UpstreamTaskNotFound,
 )
 from mcjobs.metachat.tasks import UpstreamTask
-from mcjobs.worker import codes
+from mcjobs.worker import codes, observe
 from mcjobs.worker.concurrency import bounded, settle_as_completed
 from mcjobs.worker.context import PumpContext, call_budget_seconds, lease_seconds
 
@@ -141,7 +141,9 @@ async def poll_round(ctx: PumpContext, *, status: str, limit: int) -> PollReport
     with ctx.db.read_session() as session:
         if not claims.any_due(session, status=status, now=now):
             return report
+    claim_started = time.monotonic()
     work = claim_polls(ctx, status=status, now=now, limit=limit)
+    metrics.record_claim("poll", len(work), time.monotonic() - claim_started)
     if not work:
         return report
     report.claimed = len(work)
@@ -149,12 +151,15 @@ async def poll_round(ctx: PumpContext, *, status: str, limit: int) -> PollReport
     gate = asyncio.Semaphore(ctx.settings.metachat_max_connections)
 
     async def call(item: PollWork) -> tuple[PollWork, Outcome]:
+        started = time.monotonic()
+        outcome: Outcome
         try:
             async with asyncio.timeout(budget):
-                task = await ctx.client.fetch(item.model, item.action, item.upstream_task_id)
-            return item, task
+                outcome = await ctx.client.fetch(item.model, item.action, item.upstream_task_id)
         except Exception as exc:  # a malformed answer or a bug must never crash the pump
-            return item, exc
+            outcome = exc
+        observe.upstream_call("poll", item.provider, outcome, time.monotonic() - started)
+        return item, outcome
 
     await settle_as_completed(
         (bounded(gate, call(item)) for item in work),
@@ -268,6 +273,8 @@ def _record_running(
         )
         if moved is not None:
             report.succeeded += 1
+            if outcome.points:
+                metrics.record_points(item.provider, item.model, outcome.points)
             ctx.planner.estimator.observe(
                 item.model, item.action, (now - item.submitted_at).total_seconds()
             )
@@ -373,6 +380,8 @@ def _record_reconcile(
             now=now,
         )
         report.late_successes += moved is not None
+        if moved is not None and outcome.points:
+            metrics.record_points(item.provider, item.model, outcome.points)
         return
     values: dict[str, Any] = {"polls": Job.polls + 1}
     reason = _failure_reason(item, outcome)

@@ -2,9 +2,10 @@
 
 One round:
 
-1. **Claim** (one write transaction): take due queued jobs in fair order, settle follow-ups
-   whose source is not ready, ask the shared limiter how many of each provider may go now, and
-   lease exactly those (``lease_owner`` = this process, ``lease_until`` beyond the longest call).
+1. **Claim** (one write transaction, `mcjobs.worker.submit_claim`): take due queued jobs in fair
+   order, settle follow-ups whose source is not ready and jobs over budget, ask the shared
+   limiter how many of each provider may go now, and lease exactly those (``lease_owner`` = this
+   process, ``lease_until`` well beyond the longest call).
 2. **Call** MetaChat for all of them concurrently on the process's event loop.
 3. **Record** each answer as it lands, in a short transaction that first checks the job is
    still queued *and* still leased by us (`claims.hold_leases`): a job cancelled meanwhile, or
@@ -28,16 +29,15 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mcjobs.core import claims
+from mcjobs.core import claims, metrics
 from mcjobs.core.limiter import ALL
 from mcjobs.core.schedule import DEFAULT_RATE_LIMIT_PAUSE
-from mcjobs.core.tables import FAILED, QUEUED, RUNNING, SUCCEEDED, Job
+from mcjobs.core.tables import FAILED, QUEUED, RUNNING, Job
 from mcjobs.core.transitions import record_event, transition
-from mcjobs.metachat.tasks import SubmitRequest
-from mcjobs.metachat.validation import SpecError
-from mcjobs.worker import codes
+from mcjobs.worker import observe
 from mcjobs.worker.concurrency import settle_as_completed
-from mcjobs.worker.context import PumpContext, call_budget_seconds, lease_seconds
+from mcjobs.worker.context import PumpContext, call_budget_seconds
+from mcjobs.worker.submit_claim import ClaimTally, SubmitWork, claim_limit, claim_submits
 from mcjobs.worker.verdicts import Action, Verdict, judge_submit_error
 
 log = logging.getLogger(__name__)
@@ -45,20 +45,6 @@ log = logging.getLogger(__name__)
 # After a refused API key or an empty account nothing is submitted for this long (time-scaled).
 AUTH_PAUSE_SECONDS = 60.0
 QUOTA_PAUSE_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class SubmitWork:
-    """One leased job and the request that submits it."""
-
-    job_id: str
-    provider: str
-    model: str
-    action: str
-    attempts: int
-    expected_seconds: float
-    deadline_seconds: float | None
-    request: SubmitRequest
 
 
 @dataclass
@@ -82,12 +68,6 @@ class SubmitReport:
         self.lost += other.lost
         for reason, count in other.by_reason.items():
             self.by_reason[reason] += count
-
-
-def claim_limit(ctx: PumpContext) -> int:
-    # No more than the connection pool sends at once: a claimed job waiting for a connection
-    # would count as "maybe sent" if the process died.
-    return max(1, min(ctx.settings.submit_batch_size, ctx.settings.metachat_max_connections))
 
 
 async def run_submit_pump(ctx: PumpContext, *, window_seconds: float = 0.0) -> SubmitReport:
@@ -118,18 +98,29 @@ async def submit_round(ctx: PumpContext) -> SubmitReport:
     with ctx.db.read_session() as session:
         if not claims.any_due(session, status=QUEUED, now=now):
             return report
-    work = claim_submits(ctx, now=now, report=report)
+    claim_started = time.monotonic()
+    tally = ClaimTally()
+    work = claim_submits(ctx, now=now, report=tally)
+    report.failed += tally.failed
+    report.deferred += tally.deferred
+    for reason, count in tally.by_reason.items():
+        report.by_reason[reason] += count
+    metrics.record_claim("submit", len(work), time.monotonic() - claim_started)
     if not work:
         return report
     report.claimed = len(work)
     budget = call_budget_seconds(ctx.settings)
 
     async def call(item: SubmitWork) -> tuple[SubmitWork, str | BaseException]:
+        started = time.monotonic()
+        outcome: str | BaseException
         try:
             async with asyncio.timeout(budget):
-                return item, await ctx.client.submit(item.request)
+                outcome = await ctx.client.submit(item.request)
         except Exception as exc:  # every failure becomes a verdict, never a crashed pump
-            return item, exc
+            outcome = exc
+        observe.upstream_call("submit", item.provider, outcome, time.monotonic() - started)
+        return item, outcome
 
     state = _RoundState()
     try:
@@ -142,121 +133,6 @@ async def submit_round(ctx: PumpContext) -> SubmitReport:
     if state.any_submitted:
         ctx.limiter.note_reachable()
     return report
-
-
-def claim_submits(ctx: PumpContext, *, now: dt.datetime, report: SubmitReport) -> list[SubmitWork]:
-    """Lease the queued jobs that may be submitted now (step 1)."""
-    lease_until = now + dt.timedelta(seconds=lease_seconds(ctx.settings))
-    reserved: dict[str, list[str]] = defaultdict(list)
-    try:
-        with ctx.db.session() as session:
-            candidates = claims.submit_candidates(session, now=now, limit=claim_limit(ctx))
-            ready = _prepare(ctx, session, candidates, now=now, report=report)
-            running = claims.running_counts(session)
-            by_provider: dict[str, list[str]] = defaultdict(list)
-            for item in ready.values():
-                by_provider[item.provider].append(item.job_id)
-            for provider, job_ids in by_provider.items():
-                grant = ctx.limiter.acquire(provider, job_ids, running=running.get(provider, 0))
-                reserved[provider].extend(grant.job_ids)
-            won = claims.lease_jobs(
-                session,
-                [job_id for ids in reserved.values() for job_id in ids],
-                status=QUEUED,
-                owner=ctx.owner,
-                now=now,
-                until=lease_until,
-            )
-    except BaseException:
-        for provider, job_ids in reserved.items():
-            ctx.limiter.release(provider, job_ids)
-        raise
-    won_ids = {job.id for job in won}
-    for provider, job_ids in reserved.items():
-        ctx.limiter.release(provider, [job_id for job_id in job_ids if job_id not in won_ids])
-    return [ready[job.id] for job in won]
-
-
-def _prepare(
-    ctx: PumpContext,
-    session: Session,
-    candidates: Sequence[Job],
-    *,
-    now: dt.datetime,
-    report: SubmitReport,
-) -> dict[str, SubmitWork]:
-    """Build requests; defer follow-ups whose source has not finished, fail impossible jobs."""
-    catalogue = ctx.client.catalogue
-    source_ids = {job.source_job_id for job in candidates if job.source_job_id}
-    sources: dict[str, tuple[str, str | None]] = {}
-    if source_ids:
-        rows = session.execute(
-            select(Job.id, Job.status, Job.upstream_task_id).where(Job.id.in_(source_ids))
-        ).all()
-        sources = {row.id: (row.status, row.upstream_task_id) for row in rows}
-    ready: dict[str, SubmitWork] = {}
-    for job in candidates:
-        source_task_id: str | None = None
-        if job.source_job_id:
-            status, source_task_id = sources.get(job.source_job_id, (None, None))
-            if status in (QUEUED, RUNNING):
-                wait = dt.timedelta(seconds=ctx.planner.source_wait())
-                session.execute(
-                    update(Job)
-                    .where(Job.id == job.id, Job.status == QUEUED, Job.lease_owner.is_(None))
-                    .values(due_at=now + wait)
-                )
-                report.deferred += 1
-                continue
-            if status != SUCCEEDED or not source_task_id:
-                _fail(
-                    session,
-                    job.id,
-                    codes.SOURCE_FAILED,
-                    f"the source job {job.source_job_id} is {status or 'gone'}",
-                    now=now,
-                )
-                report.failed += 1
-                report.by_reason[codes.SOURCE_FAILED] += 1
-                continue
-        try:
-            spec = catalogue.action(job.model, job.action)
-        except SpecError as exc:
-            _fail(session, job.id, codes.INVALID_JOB, str(exc), now=now)
-            report.failed += 1
-            report.by_reason[codes.INVALID_JOB] += 1
-            continue
-        ready[job.id] = SubmitWork(
-            job_id=job.id,
-            provider=job.provider,
-            model=job.model,
-            action=job.action,
-            attempts=job.attempts or 0,
-            expected_seconds=spec.expected_seconds,
-            deadline_seconds=job.deadline_seconds,
-            request=SubmitRequest(
-                model=job.model,
-                action=job.action,
-                prompt=job.prompt,
-                params=job.params or {},
-                images=job.images or [],
-                source_task_id=source_task_id,
-                source_index=job.source_index,
-            ),
-        )
-    return ready
-
-
-def _fail(session: Session, job_id: str, code: str, message: str, *, now: dt.datetime) -> None:
-    transition(
-        session,
-        job_id,
-        from_status=QUEUED,
-        to_status=FAILED,
-        reason=code,
-        values={"error_code": code, "error_message": message},
-        now=now,
-    )
 
 
 @dataclass

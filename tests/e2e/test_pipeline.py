@@ -3,6 +3,7 @@ private Redis, and the simulator over HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from tests.support.pipeline_jobs import (
 from tests.support.pipeline_processes import RunningPipeline, running_pipeline
 from tests.support.pipeline_redis import pipeline_redis_server, redis_url
 from tests.support.waiting import wait_until
+from tests.support.webhook_receiver import WebhookReceiver, webhook_receiver
 
 __all__ = ["pipeline_redis_server", "redis_url"]
 
@@ -57,17 +59,26 @@ def all_terminal(pipeline: RunningPipeline, job_ids: list[str]) -> bool:
     return all(row.status in TERMINAL_STATUSES for row in jobs(pipeline.db, job_ids))
 
 
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with webhook_receiver() as running:
+        yield running
+
+
 def test_jobs_of_every_family_end_with_urls_points_or_the_upstream_reason(
-    pipeline: RunningPipeline,
+    pipeline: RunningPipeline, receiver: WebhookReceiver
 ) -> None:
     db = pipeline.db
     key = new_api_key(db)
     rows = {name: job_row(key, **spec) for name, spec in FAMILIES.items()}
+    rows["flux"]["webhook_url"] = receiver.url
     # a follow-up queued before its source has even been submitted waits for it
     rows["mj-split"] = job_row(
         key, model="niji-7", action="split", source_index=1, source_job_id=rows["mj-imagine"]["id"]
     )
-    rows["fails"] = job_row(key, model="flux-2-pro", prompt=unique_prompt("sim:fail a ship"))
+    rows["fails"] = job_row(
+        key, model="flux-2-pro", prompt=unique_prompt("sim:fail a ship"), webhook_url=receiver.url
+    )
     ids = dict(zip(rows, insert_jobs(db, rows.values()), strict=True))
     wait_until(
         lambda: all_terminal(pipeline, list(ids.values())),
@@ -87,6 +98,13 @@ def test_jobs_of_every_family_end_with_urls_points_or_the_upstream_reason(
         assert row.result is not None
         assert row.result["video_url"] or row.result["image_urls"] or row.result["prompts"]
     assert pipeline.sim.stats()["duplicates"] == {}
+    # the deliver tick runs in the same worker processes, signing with the key's secret
+    wait_until(lambda: receiver.count() >= 2, timeout=20, what="both webhooks to arrive")
+    kinds = sorted(json.loads(request.body)["type"] for request in receiver.received)
+    assert kinds == ["job.failed", "job.succeeded"]
+    assert all(
+        request.headers["webhook-signature"].startswith("v1,") for request in receiver.received
+    )
 
 
 def test_a_deadline_times_the_job_out_and_a_late_success_is_still_recorded(

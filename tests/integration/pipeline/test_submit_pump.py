@@ -364,3 +364,25 @@ def test_a_follow_up_waits_for_or_fails_with_its_source(
         assert row.error_code == "source_failed"
     else:
         assert row.due_at is not None and row.due_at > row.created_at
+
+
+def test_jobs_beyond_their_batch_budget_fail_instead_of_being_submitted(
+    db: Database, settings: Settings
+) -> None:
+    key = new_api_key(db)
+    rows = [job_row(key) for _ in range(3)]
+    for row in rows:
+        row["estimated_points"] = 30
+    batch_id = insert_batch(db, key, rows)
+    with db.session() as session:
+        from sqlalchemy import update
+
+        from mcjobs.core.tables import Batch
+
+        session.execute(update(Batch).where(Batch.id == batch_id).values(max_points=50))
+    calls = up.Recorder(up.submitted())
+    submit(db, settings, calls)
+    ended = jobs(db, [row["id"] for row in rows])
+    assert [row.status for row in ended] == [RUNNING, FAILED, FAILED]
+    assert {row.error_code for row in ended[1:]} == {"budget_exceeded"}
+    assert len(calls.requests) == 1

@@ -201,6 +201,7 @@ def _webhooks_complete(database_url: str, hooks: WebhookReceiver) -> bool:
         row = conn.execute(
             "SELECT count(*) FROM job_events WHERE to_status IN "
             "('succeeded', 'failed', 'cancelled', 'timed_out')"
+            " AND from_status IS DISTINCT FROM to_status"
         ).fetchone()
     wanted = int(row[0]) if row else 0
     got = sum(1 for kind, _ in hooks.received.snapshot().values() if kind != "batch.completed")
@@ -222,6 +223,7 @@ def section(report: ChaosReport, timeline: Timeline, jobs: int) -> Section:
             f"{report.terminal:,} ({_pairs(report.by_status)})",
         ],
         ["error codes", _pairs(report.by_error) or "—"],
+        ["timed out, then found succeeded (late successes)", str(report.late_successes)],
         ["lost", str(report.lost)],
         ["prompts accepted as two jobs", str(report.duplicate_jobs)],
         ["submitted twice upstream (outside submit_uncertain)", str(report.duplicate_submits)],

@@ -29,6 +29,7 @@ class ChaosReport:
     duplicate_submits: int = 0
     uncertain: int = 0
     uncertain_duplicate_submits: int = 0
+    late_successes: int = 0  # timed_out, then found succeeded by the reconcile pass
     uncertain_created_upstream: int = 0  # the task exists upstream (charged) but we hold no id
     webhook_ids: int = 0
     webhook_redeliveries: int = 0
@@ -84,10 +85,16 @@ def collect(
         jobs = conn.execute("SELECT id, prompt, status, error_code FROM jobs").fetchall()
         transitions: dict[str, int] = dict(
             conn.execute(
-                "SELECT job_id, count(*) FROM job_events WHERE to_status = ANY(%s) GROUP BY job_id",
+                "SELECT job_id, count(*) FROM job_events WHERE to_status = ANY(%s)"
+                " AND from_status IS DISTINCT FROM to_status GROUP BY job_id",
                 (list(TERMINAL),),
             ).fetchall()
         )
+        late = conn.execute(
+            "SELECT count(*) FROM job_events"
+            " WHERE from_status = 'timed_out' AND to_status = 'succeeded'"
+        ).fetchone()
+        report.late_successes = int(late[0]) if late else 0
         batch_ids = [row[0] for row in conn.execute("SELECT id FROM batches").fetchall()]
         report.deliveries_by_state = {
             f"{kind} {state}": int(n)

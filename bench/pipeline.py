@@ -374,6 +374,14 @@ def pipeline_section(results: PipelineResults, *, n: int, batch_size: int) -> Se
         ],
     ]
     runs = len(results.ours)
+    breakdown = table(
+        ["system", "process tree", "CPU ms/job (median)"],
+        [
+            [system, name, fmt(med([1000 * r.cpu_by_service[name] / r.jobs for r in runs_]))]
+            for system, runs_ in (("ours", results.ours), ("reference", results.reference))
+            for name in runs_[0].cpu_by_service
+        ],
+    )
     body = "\n".join(
         [
             f"{n:,} image jobs (a mix of Midjourney, FLUX, Z-Image, Seedream and Grok models) "
@@ -402,6 +410,10 @@ def pipeline_section(results: PipelineResults, *, n: int, batch_size: int) -> Se
                 ],
                 rows,
             ),
+            "",
+            "Where the orchestrator's CPU goes:",
+            "",
+            breakdown,
         ]
     )
     goals = [

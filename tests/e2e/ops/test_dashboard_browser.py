@@ -26,8 +26,10 @@ def data(db: Database) -> OpsDataset:
 
 
 @pytest.fixture
-def base_url(db: Database, settings_for: Callable[..., Settings]) -> Iterator[str]:
-    with serve_app(db, settings_for) as url:
+def base_url(
+    db: Database, settings_for: Callable[..., Settings], session_redis_url: str
+) -> Iterator[str]:
+    with serve_app(db, settings_for, redis_url=session_redis_url) as url:
         yield url
 
 

@@ -25,8 +25,10 @@ def data(db: Database) -> OpsDataset:
 
 
 @pytest.fixture
-def base_url(db: Database, settings_for: Callable[..., Settings]) -> Iterator[str]:
-    with serve_app(db, settings_for) as url:
+def base_url(
+    db: Database, settings_for: Callable[..., Settings], session_redis_url: str
+) -> Iterator[str]:
+    with serve_app(db, settings_for, redis_url=session_redis_url) as url:
         yield url
 
 
@@ -56,7 +58,7 @@ def test_the_dashboard_sends_a_visitor_without_a_session_to_the_login_form(
 
 
 def test_an_admin_key_logs_in_with_an_httponly_samesite_cookie_holding_no_key(
-    browser: httpx.Client, data: OpsDataset, redis_url: str
+    browser: httpx.Client, data: OpsDataset, session_redis_url: str
 ) -> None:
     response = _login(browser, data.admin.api_key)
     assert (response.status_code, response.headers["location"]) == (303, "/dashboard")
@@ -67,7 +69,7 @@ def test_an_admin_key_logs_in_with_an_httponly_samesite_cookie_holding_no_key(
     assert morsel["path"] == "/dashboard"
     assert data.admin.api_key not in morsel.value
     assert data.admin.id not in morsel.value
-    with redis.Redis.from_url(redis_url) as store:
+    with redis.Redis.from_url(session_redis_url) as store:
         stored = [store.get(k) for k in store.scan_iter("mcjobs:dashboard:session:*")]
     assert stored == [data.admin.id.encode()]
     assert morsel.value not in str(stored)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,9 @@ def test_counts_from_every_process_are_summed(tmp_path: Path) -> None:
     assert values[("mcjobs_pump_claimed_rows_count", (("pump", "submit"),))] == 3
     assert values[("mcjobs_pump_claimed_rows_sum", (("pump", "submit"),))] == 150
     assert values[("mcjobs_webhook_attempts_total", (("outcome", "failed"),))] == 3
+    # one file set per process, named by host as well as pid (containers share a volume)
+    host = socket.gethostname().replace("_", "-")
+    assert {f.name.split("_", 1)[1].rsplit("-", 1)[0] for f in tmp_path.glob("*.db")} == {f"{host}"}
 
 
 def test_without_a_multiprocess_directory_this_process_counts_alone() -> None:

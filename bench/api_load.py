@@ -144,6 +144,7 @@ def _wait_running(
 
     deadline = time.monotonic() + 600
     running = 0
+    last_said = time.monotonic()
     while time.monotonic() < deadline:
         stack.check_alive("api", "worker", "beat")
         running = count_where(
@@ -151,8 +152,9 @@ def _wait_running(
         )
         if running >= wanted:
             break
-        if progress is not None:
+        if progress is not None and time.monotonic() - last_said > 15:
             progress(f"{running:,}/{wanted:,} running")
+            last_said = time.monotonic()
         time.sleep(1.0)
     return running
 

@@ -25,10 +25,27 @@ ORDER = ("machine", "pipeline", "polling", "ingest", "fairness", "api", "chaos")
 DOC_HEADER = """# Benchmarks
 
 Numbers measured on the machine described below by `make bench` (`python -m bench.run`) and
-`make chaos` (`python -m bench.chaos`). Each section says the exact command that produced it and is
-rewritten only by that benchmark; the code is under `bench/`. Every benchmark starts its own
-processes on 127.0.0.1 (a fresh PostgreSQL database, a private embedded Redis, `mcjobs api`,
-`worker`, `beat` and `sim`) and stops them afterwards. Nothing reaches the internet.
+`make chaos` (`python -m bench.chaos`). Each section names the exact command that produced it
+and is rewritten only by that benchmark (each section sits between two HTML comments named
+after it); the code is under `bench/`. Every benchmark starts its own processes on 127.0.0.1:
+a fresh PostgreSQL database in the local server (dropped afterwards), a private embedded Redis,
+and `mcjobs api`, `worker`, `beat` and `sim` as subprocesses, and stops them when it ends.
+Nothing reaches the internet.
+
+    python -m bench.run                                # all five, full size, medians of 3 runs
+    python -m bench.run --only pipeline,ingest --quick # a fast look (printed, not written)
+    python -m bench.run --only pipeline --jobs 5000 --runs 5
+    python -m bench.chaos --jobs 2000                  # exits 1 if an invariant fails
+
+How to read them:
+
+- The machine has 2 CPUs shared by everything: the service, PostgreSQL, Redis, the simulator
+  and the load generators. Absolute numbers are small-machine numbers; the ratios between
+  systems measured side by side in one run are what carries over.
+- *CPU per job* is the user+system time the OS reports (psutil `cpu_times()`) for the
+  orchestrator's process trees, children included, over the measured interval. The simulator
+  is never counted; PostgreSQL's whole-server CPU is shown apart, for information.
+- The polling benchmark is a deterministic simulation over sampled durations, not a timed run.
 
 """
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from mcjobs.api.errors import install_error_handlers
-from mcjobs.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
-from mcjobs.api.routes import batches, dashboard, health, jobs, models, stats, webhooks
+from mcjobs.api.limits import BodySizeLimit
+from mcjobs.api.routes import batches, dashboard, health, jobs, metrics, models, stats, webhooks
 from mcjobs.core.db import Database, get_database
 from mcjobs.core.settings import Settings, get_settings
 
@@ -32,8 +32,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     install_error_handlers(app)
     app.add_middleware(
         BodySizeLimit,
-        max_bytes=int(getattr(settings, "max_request_bytes", DEFAULT_MAX_BODY_BYTES)),
+        max_bytes=settings.max_request_bytes,
     )
-    for module in (health, jobs, batches, models, webhooks, stats, dashboard):
+    for module in (health, jobs, batches, models, webhooks, stats, metrics, dashboard):
         app.include_router(module.router)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mcjobs.cli import client_cmds, keys, serve, up, webhooks
+from mcjobs.cli import client_cmds, keys, ops, serve, up, webhooks
 
 app = typer.Typer(
     name="mcjobs",
@@ -17,6 +17,7 @@ up.register(app)
 keys.register(app)
 client_cmds.register(app)
 webhooks.register(app)
+ops.register(app)
 
 
 def main() -> None:

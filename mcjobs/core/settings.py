@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     max_batch_jobs: int = Field(default=10_000, ge=1)
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)
+    max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    metrics_cache_seconds: float = Field(default=10.0, ge=0)
 
     @field_validator("database_url")
     @classmethod

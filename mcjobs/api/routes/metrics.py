@@ -32,7 +32,7 @@ def database_collector(db: Database, settings: Settings) -> DatabaseCollector:
 
             collector = DatabaseCollector(
                 db,
-                cache_seconds=float(getattr(settings, "metrics_cache_seconds", 10.0)),
+                cache_seconds=settings.metrics_cache_seconds,
                 balance=balance,
             )
             _collectors[db] = collector

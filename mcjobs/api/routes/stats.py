@@ -1,5 +1,4 @@
-"""Routes: `GET /v1/stats`, what an operator asks (admin keys only). Also mounts `/metrics`
-until the app factory includes `routes.metrics` itself."""
+"""Routes: `GET /v1/stats`, what an operator asks (admin keys only)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from fastapi import APIRouter, Query
 
 from mcjobs.api.deps import AdminKey, DbDep
 from mcjobs.api.errors import ProblemError
-from mcjobs.api.routes import metrics
 from mcjobs.api.schemas import problems
 from mcjobs.core.stats import BadSince, OpsStats, collect_stats, parse_since
 from mcjobs.core.tables import utcnow
@@ -17,7 +15,6 @@ from mcjobs.core.tables import utcnow
 MAX_BUCKETS = 10_000
 
 router = APIRouter(tags=["operations"])
-router.include_router(metrics.router)
 
 
 @router.get(

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from mcjobs.cli.ops import set_budget
 from mcjobs.core.db import get_database
 from mcjobs.core.keys import create_api_key, rotate_webhook_secret
 
@@ -13,6 +14,8 @@ keys_app = typer.Typer(help="API keys (stored hashed; a key is shown once).", no
 
 
 def register(app: typer.Typer) -> None:
+    # `mcjobs keys set-budget` is the same command as `mcjobs budget set`.
+    keys_app.command("set-budget")(set_budget)
     app.add_typer(keys_app, name="keys")
 
 

@@ -4,7 +4,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY pyproject.toml README.md ./
 COPY mcjobs ./mcjobs
 RUN pip install --no-cache-dir '.[flower]'
-RUN useradd --create-home mcjobs
+RUN useradd --create-home mcjobs && mkdir -p /var/run/mcjobs-metrics \
+    && chown mcjobs /var/run/mcjobs-metrics
 USER mcjobs
 EXPOSE 8000
 CMD ["mcjobs", "api", "--host", "0.0.0.0", "--port", "8000"]

@@ -127,9 +127,3 @@ def run_idempotent(
             if winner is None or winner.response_status == 0:
                 raise
             return _replay(winner, method_path, request_hash)
-
-
-def prune_idempotency_keys(session: Session, *, older_than: dt.datetime) -> int:
-    """Forget keys created before `older_than` (maintenance); returns how many."""
-    result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < older_than))
-    return int(getattr(result, "rowcount", 0) or 0)

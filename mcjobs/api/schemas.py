@@ -166,3 +166,14 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+class DryRunOut(BaseModel):
+    """What `POST /v1/batches?dry_run=true` answers."""
+
+    dry_run: bool
+    jobs: int
+    estimated_points: int
+    fits_budget: bool
+    remaining: dict[str, int | None]
+    unpriced_jobs: int

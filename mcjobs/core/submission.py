@@ -425,18 +425,20 @@ def create_job(
     return session.get_one(Job, row["id"])
 
 
-def create_batch(
+def check_batch(
     session: Session,
     catalogue: Catalogue,
     request: BatchRequest,
     *,
+    batch_id: str | None,
     api_key_id: str,
     owner_id: str | None,
     allow_private_webhooks: bool,
     max_jobs: int,
     now: dt.datetime,
-) -> Batch:
-    """Store a batch and all its queued jobs, or nothing (`SubmissionRefused`)."""
+) -> list[dict[str, Any]]:
+    """Validate a whole batch and return its job rows (not inserted); `SubmissionRefused` names
+    every bad field. Shared by `create_batch` and the dry run, so both judge alike."""
     if len(request.jobs) > max_jobs:
         raise SubmissionRefused(
             413,
@@ -453,8 +455,7 @@ def create_batch(
         errors.append((("metadata",), problem))
     if errors:
         raise SubmissionRefused(422, "Invalid batch", "the batch is invalid", errors)
-    batch_id = ids.new_id(ids.BATCH)
-    rows = build_job_rows(
+    return build_job_rows(
         session,
         catalogue,
         request.jobs,
@@ -466,6 +467,32 @@ def create_batch(
         allow_private_webhooks=allow_private_webhooks,
         now=now,
         loc_prefix=lambda index: ("jobs", index),
+    )
+
+
+def create_batch(
+    session: Session,
+    catalogue: Catalogue,
+    request: BatchRequest,
+    *,
+    api_key_id: str,
+    owner_id: str | None,
+    allow_private_webhooks: bool,
+    max_jobs: int,
+    now: dt.datetime,
+) -> Batch:
+    """Store a batch and all its queued jobs, or nothing (`SubmissionRefused`)."""
+    batch_id = ids.new_id(ids.BATCH)
+    rows = check_batch(
+        session,
+        catalogue,
+        request,
+        batch_id=batch_id,
+        api_key_id=api_key_id,
+        owner_id=owner_id,
+        allow_private_webhooks=allow_private_webhooks,
+        max_jobs=max_jobs,
+        now=now,
     )
     batch = Batch(
         id=batch_id,

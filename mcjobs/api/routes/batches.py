@@ -6,9 +6,10 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from mcjobs.api.accepting import accept
+from mcjobs.api.accepting import accept, refusal_problem
 from mcjobs.api.deps import (
     CatalogueDep,
     CurrentKey,
@@ -28,9 +29,19 @@ from mcjobs.api.listing import (
     cursor_problem,
     is_plausible_id,
 )
-from mcjobs.api.schemas import BatchOut, BatchPage, BatchRetryOut, BatchStatus, JobPage, problems
+from mcjobs.api.schemas import (
+    BatchOut,
+    BatchPage,
+    BatchRetryOut,
+    BatchStatus,
+    DryRunOut,
+    JobPage,
+    problems,
+)
 from mcjobs.core import nudge
+from mcjobs.core.budget import estimate
 from mcjobs.core.cancel import CancelRefused, cancel_batch, retry_batch
+from mcjobs.core.db import Database
 from mcjobs.core.outbox import batch_counts
 from mcjobs.core.queries import (
     InvalidCursor,
@@ -40,9 +51,11 @@ from mcjobs.core.queries import (
     list_jobs,
     visible_batch,
 )
-from mcjobs.core.submission import BatchRequest, create_batch
-from mcjobs.core.tables import QUEUED, Batch, utcnow
+from mcjobs.core.settings import Settings
+from mcjobs.core.submission import BatchRequest, SubmissionRefused, check_batch, create_batch
+from mcjobs.core.tables import QUEUED, ApiKey, Batch, utcnow
 from mcjobs.core.views import batch_view, job_view
+from mcjobs.metachat import Catalogue
 
 router = APIRouter(prefix="/v1", tags=["batches"], dependencies=[Depends(reject_unknown_query)])
 
@@ -71,7 +84,10 @@ def _view(session: Session, batch: Batch) -> dict[str, Any]:
     "/batches",
     status_code=202,
     response_model=BatchOut,
-    responses=problems(400, 401, 404, 409, 413, 422),
+    responses={
+        200: {"model": DryRunOut, "description": "The estimate of a dry run"},
+        **problems(400, 401, 404, 409, 413, 422),
+    },
     summary="Submit a batch",
 )
 def submit_batch(
@@ -83,10 +99,19 @@ def submit_batch(
     idempotency_key: IdempotencyKeyDep,
     response: Response,
     background: BackgroundTasks,
+    dry_run: Annotated[
+        bool,
+        Query(description="Validate and estimate the cost against the budgets; create nothing."),
+    ] = False,
 ) -> dict[str, Any]:
     """Validate every spec (with `defaults` merged in) and queue them all, or nothing: one bad
     spec answers 422 naming its index, e.g. `["jobs", 17, "params", "aspect"]`. Jobs without a
-    `webhook_url` get the batch's, and the batch gets `batch.completed`."""
+    `webhook_url` get the batch's, and the batch gets `batch.completed`.
+
+    With `dry_run=true` the answer is 200 `{dry_run, jobs, estimated_points, fits_budget,
+    remaining, unpriced_jobs}` and nothing is stored."""
+    if dry_run:
+        return _dry_run(request, key, db, settings, catalogue)  # type: ignore[return-value]
 
     def create(session: Session) -> tuple[int, dict[str, Any]]:
         batch = create_batch(
@@ -112,6 +137,48 @@ def submit_batch(
         response=response,
         background=background,
     )
+
+
+class _PricedRow:
+    """A validated job row as the budget estimate reads it."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.model: str = row["model"]
+        self.action: str = row["action"]
+        self.price_points: int | None = row["estimated_points"]
+
+
+def _dry_run(
+    request: BatchRequest,
+    key: ApiKey,
+    db: Database,
+    settings: Settings,
+    catalogue: Catalogue,
+) -> JSONResponse:
+    with db.read_session() as session:
+        try:
+            rows = check_batch(
+                session,
+                catalogue,
+                request,
+                batch_id=None,
+                api_key_id=key.id,
+                owner_id=owner_scope(key),
+                allow_private_webhooks=settings.webhook_allow_private,
+                max_jobs=settings.max_batch_jobs,
+                now=utcnow(),
+            )
+        except SubmissionRefused as exc:
+            raise refusal_problem(exc) from None
+        verdict = estimate(
+            session,
+            key,
+            [_PricedRow(row) for row in rows],
+            max_points=request.max_points,
+            catalogue=catalogue,
+        )
+    body = DryRunOut(dry_run=True, jobs=len(rows), **verdict.as_json())
+    return JSONResponse(body.model_dump(), status_code=200)
 
 
 @router.get(

@@ -21,7 +21,7 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mcjobs.core.tables import QUEUED, RUNNING, Job
@@ -59,21 +59,28 @@ def submit_candidates(session: Session, *, now: dt.datetime, limit: int) -> list
     keys), then priority and age. Claim the ones you can submit with `lease_jobs`.
     """
     tenant = func.coalesce(Job.batch_id, Job.api_key_id)
+    order = (Job.priority.desc(), Job.created_at, Job.id)
     ranked = (
         select(
             Job.id.label("id"),
-            func.row_number()
-            .over(partition_by=tenant, order_by=(Job.priority.desc(), Job.created_at, Job.id))
-            .label("turn"),
+            Job.priority.label("priority"),
+            Job.created_at.label("created_at"),
+            func.row_number().over(partition_by=tenant, order_by=order).label("turn"),
         )
         .where(Job.status == QUEUED, _is_due(now), Job.lease_owner.is_(None))
         .subquery("ranked")
     )
+    # Pick the ids first so only `limit` full rows are joined, sorted and locked.
+    picked = (
+        select(ranked.c.id, ranked.c.turn)
+        .order_by(ranked.c.turn, ranked.c.priority.desc(), ranked.c.created_at, ranked.c.id)
+        .limit(limit)
+        .subquery("picked")
+    )
     statement = (
         select(Job)
-        .join(ranked, ranked.c.id == Job.id)
-        .order_by(ranked.c.turn, Job.priority.desc(), Job.created_at, Job.id)
-        .limit(limit)
+        .join(picked, picked.c.id == Job.id)
+        .order_by(picked.c.turn, *order)
         .with_for_update(skip_locked=True, of=Job)
         .execution_options(populate_existing=True)
     )
@@ -174,6 +181,28 @@ def release_jobs(
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def note_upstream_ids(session: Session, accepted: Sequence[tuple[str, str]], *, owner: str) -> None:
+    """Write MetaChat's task ids onto still-leased queued jobs, ahead of their transition.
+
+    Committed on its own the moment answers land, it shrinks the window in which a crash loses
+    an accepted submit to one tiny statement: a job abandoned with its task id noted is
+    recovered as running by maintenance instead of being failed as uncertain.
+    """
+    if not accepted:
+        return
+    table = Job.metadata.tables["jobs"]
+    session.execute(
+        update(table)
+        .where(
+            table.c.id == bindparam("job_id"),
+            table.c.status == QUEUED,
+            table.c.lease_owner == owner,
+        )
+        .values(upstream_task_id=bindparam("task_id")),
+        [{"job_id": job_id, "task_id": task_id} for job_id, task_id in accepted],
+    )
 
 
 def running_counts(session: Session) -> dict[str, int]:

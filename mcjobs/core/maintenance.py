@@ -5,7 +5,9 @@
   answer. MetaChat may have created, and will charge, that task: we cannot know, and it offers no
   way to look a task up by anything but its id. So the job fails with ``submit_uncertain``
   (an operator may retry it knowingly), unless ``RESUBMIT_ON_UNCERTAIN`` is on, in which case it
-  is queued again and may be paid for twice.
+  is queued again and may be paid for twice. A job the worker can prove never started sending
+  (see `mcjobs.worker.sending`) is simply queued again, and one whose task id the worker had
+  already noted (in Redis, or in the row by `claims.note_upstream_ids`) is simply running.
 - **Expired leases** on running and timed-out jobs are cleared; the rows are due again.
 - **Deadlines.** Running jobs past ``deadline_at`` become ``timed_out`` (``deadline_exceeded``),
   keeping their upstream task id; the reconcile pass keeps looking at them for a while.
@@ -22,9 +24,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.orm import Session
@@ -34,6 +36,7 @@ from mcjobs.core.db import Database
 from mcjobs.core.outbox import enqueue_batch_completed
 from mcjobs.core.schedule import PollPlanner
 from mcjobs.core.settings import Settings
+from mcjobs.core.submission import get_catalogue
 from mcjobs.core.tables import (
     BATCH_COMPLETED,
     BATCH_RUNNING,
@@ -60,7 +63,29 @@ SUBMIT_UNCERTAIN = "submit_uncertain"
 DEADLINE_EXCEEDED = "deadline_exceeded"
 
 SWEEP_LIMIT = 500
+# Typical upstream seconds of a model the catalogue no longer knows (for its deadline).
+DEFAULT_EXPECTED_SECONDS = 60.0
+
+
+class SubmitWitness(Protocol):
+    """What the workers recorded outside the database about their submits (in Redis, see
+    `mcjobs.worker.sending`): which never left, and which MetaChat accepted with which id."""
+
+    def never_sent(self, job_ids: Iterable[str]) -> set[str]: ...
+
+    def task_ids(self, job_ids: Iterable[str]) -> dict[str, str]: ...
+
+
 PRUNE_CHUNK = 1000
+
+
+@dataclass
+class AbandonedSubmits:
+    """Abandoned submits resolved: failed as uncertain, queued again, or found running."""
+
+    failed: int = 0
+    requeued: int = 0
+    recovered: int = 0
 
 
 @dataclass
@@ -69,6 +94,7 @@ class MaintenanceReport:
 
     abandoned_failed: int = 0
     abandoned_requeued: int = 0
+    abandoned_recovered: int = 0
     leases_cleared: int = 0
     timed_out: int = 0
     batches_completed: int = 0
@@ -111,13 +137,27 @@ def time_out_job(
 
 
 def settle_abandoned_submits(
-    session: Session, *, now: dt.datetime, resubmit: bool, limit: int = SWEEP_LIMIT
-) -> tuple[int, int]:
-    """Fail (or re-queue, with ``resubmit``) abandoned submits; returns (failed, re-queued)."""
-    failed = requeued = 0
-    for job in claims.abandoned_submits(session, now=now, limit=limit):
-        detail = {"lease_owner": job.lease_owner, "attempts": job.attempts}
-        if resubmit:
+    session: Session,
+    *,
+    now: dt.datetime,
+    resubmit: bool,
+    planner: PollPlanner,
+    witness: SubmitWitness | None = None,
+    limit: int = SWEEP_LIMIT,
+) -> AbandonedSubmits:
+    """Resolve submits whose worker died holding them (see the module docstring)."""
+    outcome = AbandonedSubmits()
+    abandoned = claims.abandoned_submits(session, now=now, limit=limit)
+    unknown = [job.id for job in abandoned if not job.upstream_task_id]
+    noted = witness.task_ids(unknown) if witness and unknown else {}
+    unsent = witness.never_sent(unknown) if witness and unknown else set()
+    for job in abandoned:
+        detail: dict[str, object] = {"lease_owner": job.lease_owner, "attempts": job.attempts}
+        task_id = job.upstream_task_id or noted.get(job.id)
+        if task_id:
+            outcome.recovered += _recover_submitted(session, job, task_id, now=now, planner=planner)
+        elif resubmit or job.id in unsent:
+            detail["never_sent"] = job.id in unsent
             session.execute(
                 update(Job)
                 .where(Job.id == job.id, Job.status == QUEUED)
@@ -126,33 +166,71 @@ def settle_abandoned_submits(
             record_event(
                 session, job.id, status=QUEUED, reason="submit_abandoned", detail=detail, now=now
             )
-            requeued += 1
-            continue
-        moved = transition(
-            session,
-            job.id,
-            from_status=QUEUED,
-            to_status=FAILED,
-            reason=SUBMIT_UNCERTAIN,
-            values={
-                "error_code": SUBMIT_UNCERTAIN,
-                "error_message": (
-                    "the worker submitting this job stopped before recording MetaChat's answer; "
-                    "the task may exist upstream and be charged"
-                ),
-            },
-            detail=detail,
-            now=now,
-        )
-        failed += moved is not None
-    if failed or requeued:
+            outcome.requeued += 1
+        else:
+            moved = transition(
+                session,
+                job.id,
+                from_status=QUEUED,
+                to_status=FAILED,
+                reason=SUBMIT_UNCERTAIN,
+                values={
+                    "error_code": SUBMIT_UNCERTAIN,
+                    "error_message": (
+                        "the worker submitting this job stopped before recording MetaChat's "
+                        "answer; the task may exist upstream and be charged"
+                    ),
+                },
+                detail=detail,
+                now=now,
+            )
+            outcome.failed += moved is not None
+    if outcome.failed or outcome.requeued or outcome.recovered:
         log.warning(
-            "abandoned submits: %d failed as %s, %d queued again",
-            failed,
+            "abandoned submits: %d failed as %s, %d queued again, %d recovered",
+            outcome.failed,
             SUBMIT_UNCERTAIN,
-            requeued,
+            outcome.requeued,
+            outcome.recovered,
         )
-    return failed, requeued
+    return outcome
+
+
+def _recover_submitted(
+    session: Session, job: Job, task_id: str, *, now: dt.datetime, planner: PollPlanner
+) -> int:
+    """The dead worker had noted MetaChat's task id: the job is simply running."""
+    try:
+        expected = get_catalogue().action(job.model, job.action).expected_seconds
+    except ValueError:
+        expected = DEFAULT_EXPECTED_SECONDS
+    deadline = planner.deadline_seconds(
+        provider=job.provider,
+        model=job.model,
+        action=job.action,
+        expected_seconds=expected,
+        requested=job.deadline_seconds,
+    )
+    moved = transition(
+        session,
+        job.id,
+        from_status=QUEUED,
+        to_status=RUNNING,
+        reason="submit_recovered",
+        values={
+            "upstream_task_id": task_id,
+            # the real submit time is unknown, but no later than the lease was taken
+            "submitted_at": now,
+            "attempts": Job.attempts + 1,
+            "deadline_at": now + dt.timedelta(seconds=deadline),
+            "due_at": now,
+            "lease_owner": None,
+            "lease_until": None,
+        },
+        detail={"upstream_task_id": task_id, "lease_owner": job.lease_owner},
+        now=now,
+    )
+    return int(moved is not None)
 
 
 def time_out_overdue(
@@ -313,8 +391,11 @@ def run_maintenance(
     now: dt.datetime | None = None,
     planner: PollPlanner | None = None,
     include_prune: bool = True,
+    witness: SubmitWitness | None = None,
 ) -> MaintenanceReport:
-    """One maintenance pass; every step commits on its own."""
+    """One maintenance pass; every step commits on its own. ``witness`` tells abandoned
+    submits that never left (re-queued) or were accepted (running) from those that may have
+    been sent (``submit_uncertain``)."""
     now = now or utcnow()
     planner = planner or PollPlanner(settings.poll_schedules, time_scale=settings.poll_time_scale)
     report = MaintenanceReport()
@@ -322,9 +403,16 @@ def run_maintenance(
         due = pending_work(session, now=now)
     if "abandoned" in due:
         with db.session() as session:
-            report.abandoned_failed, report.abandoned_requeued = settle_abandoned_submits(
-                session, now=now, resubmit=settings.resubmit_on_uncertain
+            abandoned = settle_abandoned_submits(
+                session,
+                now=now,
+                resubmit=settings.resubmit_on_uncertain,
+                planner=planner,
+                witness=witness,
             )
+        report.abandoned_failed = abandoned.failed
+        report.abandoned_requeued = abandoned.requeued
+        report.abandoned_recovered = abandoned.recovered
     if "leases" in due:
         with db.session() as session:
             report.leases_cleared = claims.clear_expired_leases(

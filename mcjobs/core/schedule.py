@@ -192,19 +192,31 @@ def predicted_remaining(
 
 
 _FIELDS = {f.name for f in fields(PollSchedule)}
+# Short names accepted in POLL_SCHEDULES for the commonest fields.
+ALIASES = {
+    "first": "first_seconds",
+    "min": "min_interval",
+    "max": "max_interval",
+    "deadline": "deadline_seconds",
+    "expected": "expected_seconds",
+}
 
 
 def parse_overrides(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Check ``POLL_SCHEDULES``: ``{"<provider>|<model>|<model>:<action>|default": {...}}``.
 
-    Values are `PollSchedule` fields in unscaled seconds. Unknown fields raise `ValueError`.
+    Values are `PollSchedule` fields (or their `ALIASES`) in unscaled seconds. Unknown fields
+    raise `ValueError`.
     """
     parsed: dict[str, dict[str, Any]] = {}
     for key, values in raw.items():
-        unknown = sorted(set(values) - _FIELDS)
+        named = {ALIASES.get(name, name): value for name, value in values.items()}
+        unknown = sorted(set(named) - _FIELDS)
         if unknown:
             raise ValueError(f"poll_schedules[{key!r}]: unknown field(s) {', '.join(unknown)}")
-        parsed[key] = dict(values)
+        if "learn" in named:
+            named["learn"] = bool(named["learn"])
+        parsed[key] = named
     return parsed
 
 

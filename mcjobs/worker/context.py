@@ -23,6 +23,7 @@ from mcjobs.core.settings import Settings
 from mcjobs.core.submission import get_catalogue
 from mcjobs.core.tables import utcnow
 from mcjobs.metachat.client import MetaChatClient
+from mcjobs.worker.sending import SubmitTrail
 
 # On top of twice the call budget: time to write the outcome after the call returns.
 WRITE_MARGIN_SECONDS = 5.0
@@ -59,6 +60,8 @@ class PumpContext:
     planner: PollPlanner
     owner: str = field(default_factory=default_owner)
     clock: Callable[[], dt.datetime] = utcnow
+    # how far each submit got, for maintenance after a crash (set by the worker process)
+    trail: SubmitTrail | None = None
 
 
 def build_pump_context(

@@ -8,8 +8,8 @@ through `transition`. Errors on a poll never fail a job: they only reschedule it
 deadline bounds how long that can go on. A job cancelled meanwhile simply makes the guarded
 writes match nothing.
 
-Within a tick the pump may wait for rows falling due before the next tick (``window_seconds``),
-so a poll lands when it is due rather than up to a beat interval later.
+Within a tick the pump keeps watching for rows falling due until the next tick
+(``window_seconds``), so a poll lands when it is due rather than up to a beat interval later.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 # Reconcile rounds are small: timed-out jobs are rare and never urgent.
 RECONCILE_LIMIT = 50
+# Within a tick's window the pump looks for newly due rows this often (jobs submitted meanwhile
+# by another process have first polls the pump has not seen yet).
+RECHECK_SECONDS = 0.1
 # When due rows are all held by other pumps, look again after this long rather than spinning.
 IDLE_RECHECK_SECONDS = 0.02
 
@@ -126,12 +129,12 @@ async def _poll_until(
             continue
         with ctx.db.read_session() as session:
             next_due = claims.next_due_at(session, status=RUNNING)
-        if next_due is None:
-            return
-        wait = (next_due - ctx.clock()).total_seconds()
-        if wait > remaining:
-            return
-        await asyncio.sleep(max(wait, IDLE_RECHECK_SECONDS if round_report.claimed == 0 else 0))
+        wait = RECHECK_SECONDS
+        if next_due is not None:
+            wait = min(wait, (next_due - ctx.clock()).total_seconds())
+        if round_report.claimed == 0:
+            wait = max(wait, IDLE_RECHECK_SECONDS)
+        await asyncio.sleep(max(0.0, min(wait, remaining)))
 
 
 async def poll_round(ctx: PumpContext, *, status: str, limit: int) -> PollReport:

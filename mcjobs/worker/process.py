@@ -22,7 +22,8 @@ import redis
 from mcjobs.core.db import Database, get_database
 from mcjobs.core.settings import Settings, get_settings
 from mcjobs.metachat.client import make_http_client
-from mcjobs.worker.context import PumpContext, build_pump_context
+from mcjobs.worker.context import PumpContext, build_pump_context, lease_seconds
+from mcjobs.worker.sending import SubmitTrail, install_send_tracer
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ T = TypeVar("T")
 
 # Pruning scans old rows; once every ten minutes per process is plenty.
 PRUNE_EVERY_SECONDS = 600.0
+# A submit's trail must outlive its lease until maintenance has looked at the abandoned job.
+TRAIL_EXTRA_SECONDS = 600.0
 
 
 class WorkerProcess:
@@ -48,6 +51,11 @@ class WorkerProcess:
         self.pumps: PumpContext = build_pump_context(
             settings, http=self.http, db=self.db, redis_client=self.redis
         )
+        # httpx's own transport reports when a request starts to leave: see sending.py.
+        self.pumps.trail = SubmitTrail(
+            self.redis, ttl_seconds=lease_seconds(settings) + TRAIL_EXTRA_SECONDS
+        )
+        install_send_tracer(self.http, self.pumps.trail)
         self.owner = self.pumps.owner
         self._webhook_sender: Any = None
         self._busy = threading.Lock()

@@ -37,6 +37,7 @@ from mcjobs.core.transitions import record_event, transition
 from mcjobs.worker import observe
 from mcjobs.worker.concurrency import settle_as_completed
 from mcjobs.worker.context import PumpContext, call_budget_seconds
+from mcjobs.worker.sending import sending_job
 from mcjobs.worker.submit_claim import ClaimTally, SubmitWork, claim_limit, claim_submits
 from mcjobs.worker.verdicts import Action, Verdict, judge_submit_error
 
@@ -114,9 +115,13 @@ async def submit_round(ctx: PumpContext) -> SubmitReport:
     async def call(item: SubmitWork) -> tuple[SubmitWork, str | BaseException]:
         started = time.monotonic()
         outcome: str | BaseException
+        sending_job.set(item.job_id)
         try:
             async with asyncio.timeout(budget):
                 outcome = await ctx.client.submit(item.request)
+            if ctx.trail is not None:
+                # before anything else: from here a crash recovers the job instead of failing it
+                ctx.trail.accepted(item.job_id, outcome)
         except Exception as exc:  # every failure becomes a verdict, never a crashed pump
             outcome = exc
         observe.upstream_call("submit", item.provider, outcome, time.monotonic() - started)
@@ -150,6 +155,10 @@ def record_submits(
     state: _RoundState,
 ) -> None:
     """Write the outcome of finished calls (step 3) in one transaction."""
+    accepted = [(item.job_id, outcome) for item, outcome in results if isinstance(outcome, str)]
+    if accepted:
+        with ctx.db.session() as session:
+            claims.note_upstream_ids(session, accepted, owner=ctx.owner)
     now = ctx.clock()
     plans = [(item, _plan(ctx, item, outcome, state)) for item, outcome in results]
     with ctx.db.session() as session:
@@ -169,6 +178,8 @@ def record_submits(
                 _apply_verdict(ctx, session, item, verdict, now=now, report=report, state=state)
     for provider, job_ids in _by_provider(item for item, _ in results).items():
         ctx.limiter.release(provider, job_ids)
+    if ctx.trail is not None:
+        ctx.trail.forget(item.job_id for item, _ in results)
 
 
 def _plan(

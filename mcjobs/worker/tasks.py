@@ -46,6 +46,7 @@ def maintenance_tick() -> None:
             process.settings,
             planner=process.pumps.planner,
             include_prune=process.prune_due(),
+            witness=process.pumps.trail,
         ),
     )
 

@@ -100,6 +100,14 @@ async def _run(
     )
     async with pump_context(db, settings, transport=transport, clock=clock, planner=planner) as ctx:
         await drive(ctx, clock, maintenance=False, max_steps=200_000)
+    return samples_of(db, sim, planted)
+
+
+def samples_of(
+    db: Database, sim: Any, planted: dict[str, list[str]]
+) -> dict[str, list[tuple[float, int, float]]]:
+    """(upstream duration, polls, lag) of every succeeded job, by family, from our rows and the
+    simulator's own record of each task."""
     samples: dict[str, list[tuple[float, int, float]]] = {}
     for name, job_ids in planted.items():
         rows_out = []
@@ -125,6 +133,12 @@ def measure(
 ) -> list[FamilyFigures]:
     """Run the stream for every family and summarise it."""
     samples = asyncio.run(_run(db, settings, families, per_family, seed))
+    return summarise(samples, families)
+
+
+def summarise(
+    samples: dict[str, list[tuple[float, int, float]]], families: tuple[Family, ...]
+) -> list[FamilyFigures]:
     figures = []
     for family in families:
         rows = samples[family.name]

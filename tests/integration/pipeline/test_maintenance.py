@@ -195,3 +195,25 @@ def test_maintenance_with_nothing_to_do_changes_nothing(db: Database, settings: 
     assert (report.abandoned_failed, report.timed_out, report.batches_completed) == (0, 0, 0)
     with db.read_session() as session:
         assert session.scalar(select(func.count()).select_from(JobEvent)) == 0
+
+
+def test_an_abandoned_submit_whose_task_id_was_noted_is_recovered_as_running(
+    db: Database, settings: Settings
+) -> None:
+    key = new_api_key(db)
+    row = abandoned(key)
+    row["upstream_task_id"] = "task-noted"
+    [job_id] = insert_jobs(db, [row])
+    report = run_maintenance(db, settings)
+    recovered = job(db, job_id)
+    assert report.abandoned_recovered == 1
+    assert (recovered.status, recovered.upstream_task_id, recovered.attempts) == (
+        RUNNING,
+        "task-noted",
+        1,
+    )
+    assert recovered.lease_owner is None
+    assert recovered.due_at is not None and recovered.deadline_at is not None
+    with db.read_session() as session:
+        reasons = list(session.scalars(select(JobEvent.reason).where(JobEvent.job_id == job_id)))
+    assert reasons == ["submit_recovered"]

@@ -177,3 +177,16 @@ def test_the_first_poll_follows_what_was_learnt() -> None:
         provider="flux", model="flux-2-pro", action="generate", expected_seconds=15.0
     )
     assert first == pytest.approx(8.0)
+
+
+def test_short_names_are_accepted_in_overrides() -> None:
+    planner = PollPlanner({"flux": {"first": 3.0, "max": 12.0, "deadline": 90.0, "learn": 0.0}})
+    schedule = planner.schedule(
+        provider="flux", model="flux-2-pro", action="generate", expected_seconds=15.0
+    )
+    assert (schedule.first_seconds, schedule.max_interval, schedule.default_deadline) == (
+        3.0,
+        12.0,
+        90.0,
+    )
+    assert schedule.learn is False

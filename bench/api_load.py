@@ -97,6 +97,8 @@ def run_api(
         env = {
             "METACHAT_BASE_URL": sim_url,
             "METACHAT_API_KEY": SIM_API_KEY,
+            # the service is told durations are stretched too, as it would learn them
+            "POLL_TIME_SCALE": str(SIM_TIME_SCALE),
             "PROVIDER_RATE_PER_SECOND": '{"default": 2000}',
             "PROVIDER_MAX_IN_FLIGHT": '{"default": 100000}',
         }
@@ -202,7 +204,8 @@ def _section(
         [
             prose(
                 f"""{in_flight:,} jobs (two 10,000-job batches of the image mix) submitted to a
-                simulator whose durations are stretched {SIM_TIME_SCALE:g}x, so all stay running
+                simulator whose durations are stretched {SIM_TIME_SCALE:g}x (and the service
+                told so with `POLL_TIME_SCALE={SIM_TIME_SCALE:g}`), so all stay running
                 upstream while being polled; {running:,} were running when the load started.
                 A separate process then offered {rate:g} requests/s for {seconds:g} s of each kind
                 on an open-loop schedule (latency measured from each request's scheduled start,

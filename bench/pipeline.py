@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 import psycopg
 import redis
+from celery import Celery
 from sqlalchemy import create_engine
 
 from bench import noop_app
@@ -299,24 +300,20 @@ def run_noop(tasks: int) -> NoopRate:
             ],
             env=env,
         )
-        app = noop_app.app
-        app.conf.broker_url = stack.redis
+        # a fresh app per run: a module-level one keeps pooled connections to the last Redis
+        app = Celery("bench-noop-sender", broker=stack.redis, set_as_current=False)
         client = redis.Redis.from_url(stack.redis)
         try:
 
             def drained() -> bool:
                 return client.llen(noop_app.QUEUE) == 0 and client.hlen("unacked") == 0
 
-            with app.producer_or_acquire() as producer:
-                for _ in range(100):
-                    noop_app.noop.apply_async(producer=producer)
+            _send_noops(app, 100)
             wait_for(drained, timeout=60, what="the no-op warm-up")
             replies = app.control.cancel_consumer(noop_app.QUEUE, reply=True, timeout=5)
             if not replies:
                 raise StackError("the no-op worker did not answer cancel_consumer")
-            with app.producer_or_acquire() as producer:
-                for _ in range(tasks):
-                    noop_app.noop.apply_async(producer=producer)
+            _send_noops(app, tasks)
             pid = stack.services["worker"].pid
             cpu0, t0 = trees_cpu_seconds([pid]), time.perf_counter()
             app.control.add_consumer(noop_app.QUEUE, reply=True, timeout=5)
@@ -326,6 +323,12 @@ def run_noop(tasks: int) -> NoopRate:
         finally:
             client.close()
             app.close()
+
+
+def _send_noops(app: Celery, count: int) -> None:
+    with app.producer_or_acquire() as producer:
+        for _ in range(count):
+            app.send_task("bench.noop", queue=noop_app.QUEUE, producer=producer, ignore_result=True)
 
 
 @dataclass

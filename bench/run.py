@@ -71,10 +71,14 @@ def bench_pipeline(args: argparse.Namespace) -> Section:
                     f"{result.cpu_ms_per_job:.2f} CPU ms/job"
                 )
             task = bar.add_task(f"pipeline {run + 1}/{runs}: celery no-op", total=None)
-            noop = run_noop(noop_tasks)
-            results.noop.append(noop)
+            try:
+                noop = run_noop(noop_tasks)
+            except Exception as exc:  # the ceiling is context; keep the comparison without it
+                console.print(f"[red]pipeline {run + 1}/{runs} no-op failed:[/] {exc}")
+            else:
+                results.noop.append(noop)
+                console.print(f"pipeline {run + 1}/{runs} no-op: {noop.per_second:.0f} tasks/s")
             bar.remove_task(task)
-            console.print(f"pipeline {run + 1}/{runs} no-op: {noop.per_second:.0f} tasks/s")
     return pipeline_section(results, n=n, batch_size=batch)
 
 

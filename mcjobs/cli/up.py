@@ -8,6 +8,7 @@ Ctrl-C stops them all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -46,16 +47,20 @@ class Stack:
         return process
 
     def stop(self) -> None:
+        # SIGTERM to each leader only: Celery's main process then shuts its pool down warmly.
         for _name, process in reversed(self.children):
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
+                process.terminate()
+        deadline = time.monotonic() + 20
         for _name, process in reversed(self.children):
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                process.kill()
                 process.wait()
+            # anything the child left behind in its process group goes too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
 
     def first_exited(self) -> tuple[str, int] | None:
         for name, process in self.children:

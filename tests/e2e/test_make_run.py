@@ -99,6 +99,8 @@ def test_up_starts_everything_from_nothing_and_ctrl_c_stops_it(tmp_path: Path) -
         finally:
             if process.poll() is None:
                 process.kill()
+            assert process.stdout is not None
+            process.stdout.close()
     assert wait_until(
         lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children),
         timeout=30,

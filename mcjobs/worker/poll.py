@@ -33,6 +33,7 @@ from mcjobs.core.tables import FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Job
 from mcjobs.core.transitions import record_event, transition
 from mcjobs.metachat.errors import (
     UpstreamAuthError,
+    UpstreamError,
     UpstreamRateLimited,
     UpstreamTaskNotFound,
 )
@@ -418,7 +419,7 @@ def _note_error(ctx: PumpContext, item: PollWork, error: BaseException, report: 
     elif isinstance(error, UpstreamAuthError):
         ctx.limiter.pause(ALL, 60.0 * ctx.settings.poll_time_scale)
         log.error("MetaChat refused our credentials while polling: %s", error.message)
-    elif not isinstance(error, Exception) or type(error).__module__.startswith("mcjobs.metachat"):
+    elif isinstance(error, UpstreamError | TimeoutError):
         log.info("poll of job %s: %s", item.job_id, error)
     else:
         log.warning("poll of job %s failed unexpectedly", item.job_id, exc_info=error)

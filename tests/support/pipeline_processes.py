@@ -78,7 +78,8 @@ class PipelineProcesses:
     def stop(self) -> None:
         for process in (self.beat, self.worker):
             if process is not None and process.poll() is None:
-                _signal_group(process, signal.SIGTERM)
+                # the main process alone: it stops its pool children warmly
+                process.send_signal(signal.SIGTERM)
         for process in (self.beat, self.worker):
             if process is None:
                 continue

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from mcjobs.core import claims
@@ -38,6 +38,7 @@ from mcjobs.core.schedule import PollPlanner
 from mcjobs.core.settings import Settings
 from mcjobs.core.submission import get_catalogue
 from mcjobs.core.tables import (
+    BATCH_CANCELLED,
     BATCH_COMPLETED,
     BATCH_RUNNING,
     DELIVERY_DEAD,
@@ -266,22 +267,52 @@ def time_out_overdue(
     return count
 
 
-def complete_batches(session: Session, *, now: dt.datetime) -> int:
-    """Mark running batches with no active job ``completed`` and queue their webhooks."""
-    active = (
-        select(Job.id).where(Job.batch_id == Batch.id, Job.status.in_((QUEUED, RUNNING))).exists()
+def _unfinished_batch() -> ColumnElement[bool]:
+    """Running batches, and cancelled ones whose last running job has not ended yet."""
+    return or_(
+        Batch.status == BATCH_RUNNING,
+        and_(Batch.status == BATCH_CANCELLED, Batch.finished_at.is_(None)),
     )
-    finished = session.execute(
-        update(Batch)
-        .where(Batch.status == BATCH_RUNNING, ~active)
-        .values(status=BATCH_COMPLETED, finished_at=now)
-        .returning(Batch)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).scalars()
-    batches = list(finished)
-    for batch in batches:
-        enqueue_batch_completed(session, batch, at=now)
-    return len(batches)
+
+
+def _has_active_jobs(batch_id: Any) -> ColumnElement[bool]:
+    return (
+        select(Job.id).where(Job.batch_id == batch_id, Job.status.in_((QUEUED, RUNNING))).exists()
+    )
+
+
+def complete_batches(session: Session, *, now: dt.datetime) -> int:
+    """Finish batches with no queued or running job and queue their `batch.completed`.
+
+    A running batch becomes ``completed``; a cancelled one keeps its status and gets its
+    ``finished_at``. The candidates are locked first (cancel and retry lock the batch row too),
+    then checked again in a statement of their own: on PostgreSQL that statement reads a fresh
+    snapshot, so jobs a concurrent retry committed while we waited are seen and the batch stays
+    open.
+    """
+    candidates = session.scalars(
+        select(Batch)
+        .where(_unfinished_batch(), ~_has_active_jobs(Batch.id))
+        .order_by(Batch.id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    ).all()
+    finished = 0
+    for candidate in candidates:
+        if session.scalar(select(_has_active_jobs(candidate.id))):
+            continue
+        status = BATCH_COMPLETED if candidate.status == BATCH_RUNNING else BATCH_CANCELLED
+        batch = session.execute(
+            update(Batch)
+            .where(Batch.id == candidate.id, _unfinished_batch())
+            .values(status=status, finished_at=now)
+            .returning(Batch)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        ).scalar_one_or_none()
+        if batch is not None:
+            enqueue_batch_completed(session, batch, at=now)
+            finished += 1
+    return finished
 
 
 def prune(session: Session, *, now: dt.datetime, settings: Settings) -> dict[str, int]:
@@ -377,8 +408,7 @@ def pending_work(session: Session, *, now: dt.datetime) -> set[str]:
         for name, where in checks.items()
         if session.execute(select(Job.id).where(where).limit(1)).first()
     }
-    active = select(Job.id).where(Job.batch_id == Batch.id, Job.status.in_((QUEUED, RUNNING)))
-    finished = select(Batch.id).where(Batch.status == BATCH_RUNNING, ~active.exists()).limit(1)
+    finished = select(Batch.id).where(_unfinished_batch(), ~_has_active_jobs(Batch.id)).limit(1)
     if session.execute(finished).first():
         due.add("batches")
     return due

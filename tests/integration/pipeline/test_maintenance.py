@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 
 import pytest
 from sqlalchemy import func, insert, select
 
+from mcjobs.core.cancel import cancel_batch, retry_batch
 from mcjobs.core.db import Database
 from mcjobs.core.maintenance import run_maintenance
 from mcjobs.core.settings import Settings
 from mcjobs.core.tables import (
+    BATCH_CANCELLED,
     BATCH_COMPLETED,
     BATCH_RUNNING,
     FAILED,
@@ -26,6 +29,7 @@ from mcjobs.core.tables import (
     WebhookDelivery,
     utcnow,
 )
+from mcjobs.core.transitions import transition
 from tests.support.pipeline_jobs import (
     insert_batch,
     insert_jobs,
@@ -143,6 +147,63 @@ def test_a_batch_completes_once_nothing_is_queued_or_running(
     assert deliveries == ["batch.completed"]
     # completing is done once: a second pass queues no second webhook
     assert run_maintenance(db, settings).batches_completed == 0
+
+
+def test_a_cancelled_batch_is_finished_when_its_last_running_job_ends(
+    db: Database, settings: Settings
+) -> None:
+    key = new_api_key(db)
+    running = job_row(key)
+    running.update(status=RUNNING, upstream_task_id="up-1")
+    batch_id = insert_batch(db, key, [running], webhook_url="https://hooks.example.com/b")
+    with db.session() as session:
+        batch = session.get_one(Batch, batch_id)
+        cancel_batch(session, batch)
+    assert run_maintenance(db, settings).batches_completed == 0  # its job still runs
+    with db.session() as session:
+        transition(session, running["id"], from_status=RUNNING, to_status=SUCCEEDED, reason="t")
+    assert run_maintenance(db, settings).batches_completed == 1
+    assert run_maintenance(db, settings).batches_completed == 0
+    with db.read_session() as session:
+        batch = session.get_one(Batch, batch_id)
+        events = list(
+            session.scalars(
+                select(WebhookDelivery.event_type).where(WebhookDelivery.batch_id == batch_id)
+            )
+        )
+    assert (batch.status, batch.finished_at is not None) == (BATCH_CANCELLED, True)
+    assert events.count("batch.completed") == 1
+
+
+def test_a_batch_being_retried_is_not_completed_under_the_retry(
+    pg_db: Database, settings_for: SettingsFor, pg_url: str
+) -> None:
+    settings = pipeline_settings(settings_for, pg_url)
+    key = new_api_key(pg_db)
+    failed = job_row(key)
+    failed.update(status=FAILED, finished_at=utcnow(), due_at=None)
+    batch_id = insert_batch(pg_db, key, [failed])
+    retry_holds_lock = threading.Event()
+    maintenance_done = threading.Event()
+
+    def retry() -> None:
+        with pg_db.session() as session:
+            batch = session.scalars(
+                select(Batch).where(Batch.id == batch_id).with_for_update()
+            ).one()
+            retry_batch(session, batch)
+            retry_holds_lock.set()
+            maintenance_done.wait(timeout=30)
+
+    worker = threading.Thread(target=retry)
+    worker.start()
+    assert retry_holds_lock.wait(timeout=30)
+    assert run_maintenance(pg_db, settings).batches_completed == 0
+    maintenance_done.set()
+    worker.join(timeout=30)
+    assert run_maintenance(pg_db, settings).batches_completed == 0
+    with pg_db.read_session() as session:
+        assert session.get_one(Batch, batch_id).status == BATCH_RUNNING
 
 
 def test_old_rows_are_pruned_and_recent_ones_kept(db: Database, settings: Settings) -> None:

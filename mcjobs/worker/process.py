@@ -59,7 +59,7 @@ class WorkerProcess:
         self.owner = self.pumps.owner
         self._webhook_sender: Any = None
         self._busy = threading.Lock()
-        self._last_prune = float("-inf")
+        self._last_run: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"WorkerProcess(owner={self.owner!r})"
@@ -80,13 +80,16 @@ class WorkerProcess:
             self._webhook_sender = deliver.make_sender(self.settings)
         return self._webhook_sender
 
-    def prune_due(self) -> bool:
-        """True at most once every `PRUNE_EVERY_SECONDS` (and on the first call)."""
+    def due_every(self, name: str, seconds: float) -> bool:
+        """True at most once every `seconds` for `name` (and on the first call)."""
         now = time.monotonic()
-        if now - self._last_prune < PRUNE_EVERY_SECONDS:
+        if now - self._last_run.get(name, float("-inf")) < seconds:
             return False
-        self._last_prune = now
+        self._last_run[name] = now
         return True
+
+    def prune_due(self) -> bool:
+        return self.due_every("prune", PRUNE_EVERY_SECONDS)
 
     def run_tick(self, name: str, tick: Callable[[], object]) -> object:
         """Run one tick on this process's loop; None when another tick is still running."""

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from mcjobs.core import nudge
-from mcjobs.core.maintenance import run_maintenance
+from mcjobs.core.maintenance import MaintenanceReport, run_maintenance
+from mcjobs.worker.balance import BALANCE_EVERY_SECONDS, refresh_upstream_balance
 from mcjobs.worker.celery_app import app
 from mcjobs.worker.poll import run_poll_pump
 from mcjobs.worker.process import WorkerProcess, current_process
@@ -39,16 +40,20 @@ def poll_tick() -> None:
 @_tick_task(nudge.MAINTENANCE_TICK)
 def maintenance_tick() -> None:
     process = current_process()
-    process.run_tick(
-        "maintenance",
-        lambda: run_maintenance(
-            process.db,
-            process.settings,
-            planner=process.pumps.planner,
-            include_prune=process.prune_due(),
-            witness=process.pumps.trail,
-        ),
+    process.run_tick("maintenance", lambda: _maintain(process))
+
+
+async def _maintain(process: WorkerProcess) -> MaintenanceReport:
+    report = run_maintenance(
+        process.db,
+        process.settings,
+        planner=process.pumps.planner,
+        include_prune=process.prune_due(),
+        witness=process.pumps.trail,
     )
+    if process.due_every("balance", BALANCE_EVERY_SECONDS):
+        await refresh_upstream_balance(process.pumps.client, process.redis)
+    return report
 
 
 @_tick_task(nudge.DELIVER_TICK)

@@ -7,7 +7,9 @@ before and after. Real services are used whenever they are reachable.
 
 from __future__ import annotations
 
+import functools
 import os
+import random
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,9 +91,13 @@ def redis_server() -> Iterator[str]:
         server.stop()
 
 
+@functools.cache
 def _redis_db_number() -> int:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return 1 + int(worker.removeprefix("gw") or 0) % 15
+    """One db number (1..15) for this test session; db 0 is left to whatever else uses the
+    server. Chosen at random so two sessions on one machine rarely flush each other's keys."""
+    if "TEST_REDIS_DB" in os.environ:
+        return int(os.environ["TEST_REDIS_DB"])
+    return random.SystemRandom().randint(1, 15)
 
 
 @pytest.fixture

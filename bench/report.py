@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 ORDER = ("machine", "pipeline", "polling", "ingest", "fairness", "api", "chaos")

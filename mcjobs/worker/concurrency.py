@@ -14,8 +14,16 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+# After the first answer of a wake-up, wait this long for more before writing: answers that land
+# together then share one transaction, and the crash window grows by no more than this.
+COALESCE_SECONDS = 0.02
+
+
 async def settle_as_completed(
-    calls: Iterable[Awaitable[T]], write: Callable[[list[T]], None]
+    calls: Iterable[Awaitable[T]],
+    write: Callable[[list[T]], None],
+    *,
+    coalesce_seconds: float = COALESCE_SECONDS,
 ) -> int:
     """Await ``calls`` concurrently; after each wake-up hand every finished result to ``write``.
 
@@ -27,6 +35,9 @@ async def settle_as_completed(
     try:
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if pending and coalesce_seconds > 0:
+                more, pending = await asyncio.wait(pending, timeout=coalesce_seconds)
+                done |= more
             results = [future.result() for future in done]
             write(results)
             written += len(results)

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, cast
 
-from sqlalchemy import insert, update
+from sqlalchemy import CursorResult, Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from mcjobs.core.outbox import enqueue_job_event
@@ -93,6 +93,68 @@ def transition(
     if to_status in TERMINAL_STATUSES:
         enqueue_job_event(session, job, at=now)
     return job
+
+
+def transition_held(
+    session: Session,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    from_status: str,
+    to_status: str,
+    reason: str,
+    shared: Mapping[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> int:
+    """Move many rows this transaction already holds in one UPDATE round and one event insert.
+
+    For rows locked earlier in the same transaction with their status checked (the pumps'
+    `claims.hold_leases`), so the compare-and-set cannot lose. Each mapping has the row's `id`,
+    its own column values and an optional `detail` for its event; `shared` holds values (or SQL
+    expressions) common to all rows. Not for terminal statuses: their webhook rows need the whole
+    job, so those go through `transition` one by one.
+    """
+    if to_status in TERMINAL_STATUSES:
+        raise IllegalTransition(f"{from_status} -> {to_status} needs transition()")
+    if to_status not in ALLOWED[from_status]:
+        raise IllegalTransition(f"{from_status} -> {to_status}")
+    if not rows:
+        return 0
+    now = now or utcnow()
+    table = cast(Table, Job.__table__)
+    columns = sorted({name for row in rows for name in row if name not in ("id", "detail")})
+    statement = (
+        table.update()
+        .where(table.c.id == bindparam("b_id"), table.c.status == from_status)
+        .values(
+            status=to_status,
+            updated_at=now,
+            **dict(shared or {}),
+            **{name: bindparam(f"b_{name}", type_=table.c[name].type) for name in columns},
+        )
+    )
+    params = [
+        {"b_id": row["id"], **{f"b_{name}": row.get(name) for name in columns}} for row in rows
+    ]
+    result = cast(CursorResult[Any], session.execute(statement, params))
+    moved = int(result.rowcount)
+    if moved != len(rows):
+        # a held row moved by someone else would mean the lease protocol is broken
+        raise RuntimeError(f"held rows changed under us: {moved} of {len(rows)} moved")
+    session.execute(
+        insert(JobEvent),
+        [
+            {
+                "job_id": row["id"],
+                "at": now,
+                "from_status": from_status,
+                "to_status": to_status,
+                "reason": reason,
+                "detail": dict(row["detail"]) if row.get("detail") else None,
+            }
+            for row in rows
+        ],
+    )
+    return moved
 
 
 def record_event(

@@ -25,6 +25,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -33,7 +34,7 @@ from mcjobs.core import claims, metrics
 from mcjobs.core.limiter import ALL
 from mcjobs.core.schedule import DEFAULT_RATE_LIMIT_PAUSE
 from mcjobs.core.tables import FAILED, QUEUED, RUNNING, Job
-from mcjobs.core.transitions import record_event, transition
+from mcjobs.core.transitions import record_event, transition, transition_held
 from mcjobs.worker import observe
 from mcjobs.worker.concurrency import settle_as_completed
 from mcjobs.worker.context import PumpContext, call_budget_seconds
@@ -165,17 +166,28 @@ def record_submits(
         held = claims.hold_leases(
             session, [item.job_id for item, _ in plans], status=QUEUED, owner=ctx.owner
         )
+        running: list[dict[str, Any]] = []
         for item, (outcome, verdict) in plans:
             if item.job_id not in held:
                 _lost(session, item, outcome, now=now)
                 report.lost += 1
             elif isinstance(outcome, str):
-                _mark_running(ctx, session, item, outcome, now=now)
-                report.submitted += 1
-                state.any_submitted = True
+                running.append(_running_values(ctx, item, outcome, now=now))
             else:
                 assert verdict is not None
                 _apply_verdict(ctx, session, item, verdict, now=now, report=report, state=state)
+        if running:
+            # every row here is held (locked above), so one set-based move is safe
+            report.submitted += transition_held(
+                session,
+                running,
+                from_status=QUEUED,
+                to_status=RUNNING,
+                reason="submitted",
+                shared={"attempts": Job.attempts + 1},
+                now=now,
+            )
+            state.any_submitted = True
     for provider, job_ids in _by_provider(item for item, _ in results).items():
         ctx.limiter.release(provider, job_ids)
     if ctx.trail is not None:
@@ -214,9 +226,10 @@ def _plan(
     return outcome, verdict
 
 
-def _mark_running(
-    ctx: PumpContext, session: Session, item: SubmitWork, task_id: str, *, now: dt.datetime
-) -> None:
+def _running_values(
+    ctx: PumpContext, item: SubmitWork, task_id: str, *, now: dt.datetime
+) -> dict[str, Any]:
+    """The row values (and event detail) of a job MetaChat accepted as task `task_id`."""
     planner = ctx.planner
     first_poll = planner.first_poll_delay(
         provider=item.provider,
@@ -231,27 +244,19 @@ def _mark_running(
         expected_seconds=item.expected_seconds,
         requested=item.deadline_seconds,
     )
-    transition(
-        session,
-        item.job_id,
-        from_status=QUEUED,
-        to_status=RUNNING,
-        reason="submitted",
-        values={
-            "upstream_task_id": task_id,
-            "submitted_at": now,
-            "attempts": Job.attempts + 1,
-            "deadline_at": now + dt.timedelta(seconds=deadline),
-            "due_at": now + dt.timedelta(seconds=min(first_poll, deadline)),
-            "lease_owner": None,
-            "lease_until": None,
-            "progress": 0,
-            "error_code": None,
-            "error_message": None,
-        },
-        detail={"upstream_task_id": task_id},
-        now=now,
-    )
+    return {
+        "id": item.job_id,
+        "upstream_task_id": task_id,
+        "submitted_at": now,
+        "deadline_at": now + dt.timedelta(seconds=deadline),
+        "due_at": now + dt.timedelta(seconds=min(first_poll, deadline)),
+        "lease_owner": None,
+        "lease_until": None,
+        "progress": 0,
+        "error_code": None,
+        "error_message": None,
+        "detail": {"upstream_task_id": task_id},
+    }
 
 
 def _apply_verdict(

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from mcjobs.core.db import Database
 from mcjobs.core.tables import Job, JobEvent, WebhookDelivery
-from mcjobs.core.transitions import IllegalTransition, transition
+from mcjobs.core.transitions import IllegalTransition, transition, transition_held
 from tests.support.core_rows import make_job, make_key
 
 
@@ -115,3 +115,52 @@ def test_a_transition_the_state_machine_forbids_is_refused(db: Database) -> None
     job_id = make_job(db, key.id, status="succeeded")
     with pytest.raises(IllegalTransition), db.session() as session:
         transition(session, job_id, from_status="succeeded", to_status="running", reason="x")
+
+
+def test_held_rows_move_together_with_one_event_each(db: Database) -> None:
+    key = make_key(db)
+    job_ids = [make_job(db, key.id) for _ in range(3)]
+    with db.session() as session:
+        moved = transition_held(
+            session,
+            [
+                {"id": job_id, "upstream_task_id": f"up-{n}", "detail": {"n": n}}
+                for n, job_id in enumerate(job_ids)
+            ],
+            from_status="queued",
+            to_status="running",
+            reason="submitted",
+            shared={"attempts": Job.attempts + 1},
+        )
+    assert moved == 3
+    with db.read_session() as session:
+        jobs = {job.id: job for job in session.scalars(select(Job))}
+        events = session.scalars(select(JobEvent).order_by(JobEvent.id)).all()
+    assert [jobs[j].upstream_task_id for j in job_ids] == ["up-0", "up-1", "up-2"]
+    assert {jobs[j].status for j in job_ids} == {"running"}
+    assert {jobs[j].attempts for j in job_ids} == {1}
+    assert [(e.job_id, e.detail) for e in events] == [(j, {"n": n}) for n, j in enumerate(job_ids)]
+
+
+def test_a_held_move_that_finds_a_row_gone_rolls_back(db: Database) -> None:
+    key = make_key(db)
+    queued = make_job(db, key.id)
+    cancelled = make_job(db, key.id, status="cancelled")
+    with pytest.raises(RuntimeError), db.session() as session:
+        transition_held(
+            session,
+            [{"id": queued}, {"id": cancelled}],
+            from_status="queued",
+            to_status="running",
+            reason="submitted",
+        )
+    with db.read_session() as session:
+        assert session.get_one(Job, queued).status == "queued"
+        assert session.scalar(select(func.count()).select_from(JobEvent)) == 0
+
+
+def test_terminal_moves_are_refused_in_bulk(db: Database) -> None:
+    with pytest.raises(IllegalTransition), db.session() as session:
+        transition_held(
+            session, [{"id": "job_x"}], from_status="running", to_status="succeeded", reason="x"
+        )

@@ -1,4 +1,4 @@
-"""`POST /v1/batches?dry_run=true`: validate and price a batch against the budgets, store nothing."""
+"""`POST /v1/batches?dry_run=true`: validate and price a batch against budgets, store nothing."""
 
 from __future__ import annotations
 

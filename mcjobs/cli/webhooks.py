@@ -6,16 +6,16 @@ receiver that verifies signatures with the `standardwebhooks` library and prints
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
 from typing import Annotated, Any
 
-import httpx
 import typer
 
+from mcjobs.cli.console import connect, fail
+from mcjobs.cli.flags import KeyOpt, UrlOpt
+from mcjobs.cli.http import ApiError
 from mcjobs.core.webhooks.listener import ReceivedEvent, RejectedRequest, WebhookListener
-
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 webhooks_app = typer.Typer(
     help="Webhook deliveries: the log, redelivery, and a local receiver.", no_args_is_help=True
@@ -24,40 +24,6 @@ webhooks_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(webhooks_app, name="webhooks")
-
-
-def _api(url: str | None, api_key: str | None) -> httpx.Client:
-    key = api_key or os.environ.get("MCJOBS_API_KEY")
-    if not key:
-        typer.echo("set MCJOBS_API_KEY (or pass --api-key)", err=True)
-        raise typer.Exit(2)
-    base = (url or os.environ.get("MCJOBS_URL") or DEFAULT_URL).rstrip("/")
-    return httpx.Client(
-        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30.0, trust_env=False
-    )
-
-
-def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        typer.echo(f"cannot reach {client.base_url}: {type(exc).__name__}", err=True)
-        raise typer.Exit(1) from None
-    if response.status_code >= 400:
-        try:
-            problem = response.json()
-            message = problem.get("detail") or problem.get("title") or response.reason_phrase
-        except ValueError:
-            message = response.reason_phrase
-        typer.echo(f"error {response.status_code}: {message}", err=True)
-        raise typer.Exit(1)
-    return response.json()
-
-
-UrlOption = Annotated[
-    str | None, typer.Option("--url", help="API base URL [MCJOBS_URL, default 127.0.0.1:8000].")
-]
-KeyOption = Annotated[str | None, typer.Option("--api-key", help="API key [MCJOBS_API_KEY].")]
 
 
 @webhooks_app.command("ls")
@@ -69,24 +35,17 @@ def list_deliveries(
     ] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
-    url: UrlOption = None,
-    api_key: KeyOption = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """List webhook deliveries (newest first) with their last outcome."""
     params = {"job_id": job_id, "batch_id": batch_id, "state": state}
     query: dict[str, Any] = {name: value for name, value in params.items() if value is not None}
-    rows: list[dict[str, Any]] = []
-    with _api(url, api_key) as client:
-        cursor: str | None = None
-        while len(rows) < limit:
-            page_query = {**query, "limit": min(500, limit - len(rows))}
-            if cursor:
-                page_query["cursor"] = cursor
-            page = _call(client, "GET", "/v1/webhooks/deliveries", params=page_query)
-            rows.extend(page["data"])
-            cursor = page.get("next_cursor")
-            if not cursor:
-                break
+    with connect(url, api_key) as client:
+        try:
+            rows = list(itertools.islice(client.pages("/v1/webhooks/deliveries", **query), limit))
+        except ApiError as exc:
+            fail(exc)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -112,12 +71,15 @@ def _delivery_line(row: dict[str, Any]) -> str:
 @webhooks_app.command("redeliver")
 def redeliver_delivery(
     delivery_id: Annotated[str, typer.Argument(help="The delivery id (msg_…, the webhook-id).")],
-    url: UrlOption = None,
-    api_key: KeyOption = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Queue a delivery again, under the same webhook-id, due now."""
-    with _api(url, api_key) as client:
-        row = _call(client, "POST", f"/v1/webhooks/deliveries/{delivery_id}/redeliver")
+    with connect(url, api_key) as client:
+        try:
+            row, _replayed = client.post(f"/v1/webhooks/deliveries/{delivery_id}/redeliver")
+        except ApiError as exc:
+            fail(exc)
     typer.echo(f"{row['id']} queued again ({row['state']}, due {row['next_attempt_at']})")
 
 

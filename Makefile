@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# The service's top-level packages (docs/design.md, Layout).
+PACKAGES := api worker core metachat sim cli migrations
 
 .PHONY: run test test-fast lint format migrate bench chaos clean
 
@@ -30,14 +32,14 @@ test-fast: $(VENV)/.installed-dev
 	$(BIN)/pytest -m "not slow" tests/unit tests/integration
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check mcjobs tests bench
-	$(BIN)/ruff format --check mcjobs tests bench
+	$(BIN)/ruff check $(PACKAGES) tests bench
+	$(BIN)/ruff format --check $(PACKAGES) tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff format mcjobs tests bench
-	$(BIN)/ruff check --fix mcjobs tests bench
+	$(BIN)/ruff format $(PACKAGES) tests bench
+	$(BIN)/ruff check --fix $(PACKAGES) tests bench
 
 migrate: $(VENV)/.installed
 	$(BIN)/mcjobs migrate

@@ -24,7 +24,7 @@ from bench.report import Goal, Section, fmt, table
 from bench.specs import job_specs
 from bench.stack import Stack, StackError, create_api_key, fresh_postgres
 from bench.stats import median, ratio
-from mcjobs.core.tables import metadata
+from core.tables import metadata
 
 BATCHES, JOBS, EVENTS = (metadata.tables[n] for n in ("batches", "jobs", "job_events"))
 JOB_COLUMNS = (

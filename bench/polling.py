@@ -3,7 +3,7 @@
 A deterministic simulation, no wall-clock waiting: upstream durations are drawn per family the
 way the simulator draws them (log-normal around the family's median, the first
 ``queue_fraction`` of the time queued, then progress rising linearly), and each schedule is
-walked poll by poll over the same sampled durations. Ours is `mcjobs.core.schedule.PollPlanner`
+walked poll by poll over the same sampled durations. Ours is `core.schedule.PollPlanner`
 with the catalogue's typical durations, learning from what it observes exactly as the service
 would: the elapsed time at which a poll first saw the task finished.
 """
@@ -15,10 +15,10 @@ import random
 from dataclasses import dataclass
 
 from bench.report import Goal, Section, fmt, table
-from mcjobs.core.schedule import PollPlanner
-from mcjobs.metachat import build_catalogue
-from mcjobs.sim.catalogue import DEFAULT_DURATIONS
-from mcjobs.sim.config import SimConfig
+from core.schedule import PollPlanner
+from metachat import build_catalogue
+from sim.catalogue import DEFAULT_DURATIONS
+from sim.config import SimConfig
 
 #: family label → (model, duration class of the simulator)
 FAMILIES: tuple[tuple[str, str, str], ...] = (
@@ -131,7 +131,7 @@ def run_polling(*, samples: int = 2000, seed: int = 7, sigma: float | None = Non
             f"the first {sim.queue_fraction:.0%} queued, then linear progress), and each "
             "schedule is walked poll by poll over the same samples. *Lag* is the time from the "
             "task finishing upstream to the first poll that sees it finished. Ours is "
-            "`mcjobs.core.schedule.PollPlanner` with the catalogue's typical durations, learning "
+            "`core.schedule.PollPlanner` with the catalogue's typical durations, learning "
             "from the elapsed time at which it saw each task finish.",
             "",
             table(headers, rows),

@@ -32,7 +32,7 @@ DEFAULT_PG_ADMIN = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 SIM_API_KEY = "sim-bench-key"  # the simulator accepts any bearer key; not a secret
-MCJOBS = (sys.executable, "-m", "mcjobs.cli")
+MCJOBS = (sys.executable, "-m", "cli")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -74,7 +74,7 @@ def fresh_postgres(admin_url: str = DEFAULT_PG_ADMIN, *, migrate: bool = True) -
     url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
     try:
         if migrate:
-            from mcjobs.core.migrate import upgrade
+            from core.migrate import upgrade
 
             upgrade(url)
         yield url

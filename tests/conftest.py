@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from mcjobs.core.db import Database
-from mcjobs.core.migrate import upgrade
-from mcjobs.core.settings import Settings
+from core.db import Database
+from core.migrate import upgrade
+from core.settings import Settings
 from tests.support import services
 
 

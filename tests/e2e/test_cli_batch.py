@@ -18,7 +18,7 @@ from tests.support.services import postgres_available
 pytestmark = [pytest.mark.timeout(420)]
 
 JOBS = 50
-CLI = (sys.executable, "-m", "mcjobs.cli")
+CLI = (sys.executable, "-m", "cli")
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def test_up_starts_everything_from_nothing_and_ctrl_c_stops_it(tmp_path: Path) -
         [
             sys.executable,
             "-m",
-            "mcjobs.cli",
+            "cli",
             "up",
             "--api-port",
             str(api_port),

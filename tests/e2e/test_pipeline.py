@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from mcjobs.core.db import Database
-from mcjobs.core.tables import FAILED, SUCCEEDED, TERMINAL_STATUSES, TIMED_OUT, Job, JobEvent
-from mcjobs.sim import SimConfig
+from core.db import Database
+from core.tables import FAILED, SUCCEEDED, TERMINAL_STATUSES, TIMED_OUT, Job, JobEvent
+from sim import SimConfig
 from tests.support.pipeline_jobs import (
     insert_batch,
     insert_jobs,

@@ -15,8 +15,8 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from mcjobs.core.tables import FAILED, QUEUED, SUCCEEDED, TERMINAL_STATUSES, Job, JobEvent
-from mcjobs.sim import SimConfig
+from core.tables import FAILED, QUEUED, SUCCEEDED, TERMINAL_STATUSES, Job, JobEvent
+from sim import SimConfig
 from tests.support.pipeline_jobs import insert_batch, job_row, new_api_key, status_counts
 from tests.support.pipeline_processes import RunningPipeline, running_pipeline
 from tests.support.pipeline_redis import pipeline_redis_server, redis_url

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mcjobs.core.tables import TERMINAL_STATUSES
-from mcjobs.sim import SimConfig
+from core.tables import TERMINAL_STATUSES
+from sim import SimConfig
 from tests.support.pipeline_efficiency import FAMILIES, samples_of, summarise, table
 from tests.support.pipeline_jobs import insert_jobs, job_row, jobs, new_api_key
 from tests.support.pipeline_processes import RunningPipeline, running_pipeline

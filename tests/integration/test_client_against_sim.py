@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from mcjobs.metachat import (
+from metachat import (
     MetaChatClient,
     SubmitRequest,
     UpstreamAuthError,
@@ -29,7 +29,7 @@ from mcjobs.metachat import (
     build_catalogue,
     make_http_client,
 )
-from mcjobs.sim import SimConfig, SimServer
+from sim import SimConfig, SimServer
 
 API_KEY = "sk-integration-0123456789"
 REF = {"url": "https://example.com/reference.png"}

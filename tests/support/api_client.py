@@ -16,8 +16,8 @@ import anyio.from_thread
 import httpx
 from fastapi import FastAPI
 
-from mcjobs.core.db import Database
-from mcjobs.core.keys import CreatedKey, create_api_key
+from core.db import Database
+from core.keys import CreatedKey, create_api_key
 
 
 class ApiClient:

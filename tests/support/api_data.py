@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from mcjobs.core.db import Database
-from mcjobs.core.tables import QUEUED, RUNNING, Base, Job, WebhookDelivery
-from mcjobs.core.transitions import transition
+from core.db import Database
+from core.tables import QUEUED, RUNNING, Base, Job, WebhookDelivery
+from core.transitions import transition
 
 
 def flux_spec(n: int = 0, **extra: Any) -> dict[str, Any]:

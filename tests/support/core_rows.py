@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcjobs.core import ids
-from mcjobs.core.db import Database
-from mcjobs.core.keys import CreatedKey, create_api_key
-from mcjobs.core.tables import Job, utcnow
+from core import ids
+from core.db import Database
+from core.keys import CreatedKey, create_api_key
+from core.tables import Job, utcnow
 
 
 def make_key(db: Database, name: str = "tenant-a", *, admin: bool = False) -> CreatedKey:

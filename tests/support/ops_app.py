@@ -11,10 +11,10 @@ from contextlib import contextmanager
 import httpx
 import uvicorn
 
-from mcjobs.api.app import create_app
-from mcjobs.core.db import Database
-from mcjobs.core.settings import Settings
-from mcjobs.core.tables import utcnow
+from api.app import create_app
+from core.db import Database
+from core.settings import Settings
+from core.tables import utcnow
 from tests.support.services import free_port, start_embedded_redis
 from tests.support.waiting import wait_until
 

@@ -18,12 +18,12 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from mcjobs.core.budget import check_budgets
-from mcjobs.core.db import Database
-from mcjobs.core.metrics import DatabaseCollector
-from mcjobs.core.migrate import upgrade
-from mcjobs.core.stats import batches_in_progress, collect_stats, recent_failures
-from mcjobs.core.tables import ApiKey, Job
+from core.budget import check_budgets
+from core.db import Database
+from core.metrics import DatabaseCollector
+from core.migrate import upgrade
+from core.stats import batches_in_progress, collect_stats, recent_failures
+from core.tables import ApiKey, Job
 from tests.support import services
 from tests.support.ops_seed import seed_bulk
 

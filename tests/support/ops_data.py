@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mcjobs.core import ids
-from mcjobs.core.db import Database
-from mcjobs.core.keys import CreatedKey, create_api_key
-from mcjobs.core.tables import Batch, Job, JobEvent, WebhookDelivery
+from core import ids
+from core.db import Database
+from core.keys import CreatedKey, create_api_key
+from core.tables import Batch, Job, JobEvent, WebhookDelivery
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 

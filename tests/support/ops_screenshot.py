@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mcjobs.core.db import Database
-from mcjobs.core.migrate import upgrade
-from mcjobs.core.settings import Settings
+from core.db import Database
+from core.migrate import upgrade
+from core.settings import Settings
 from tests.support import services
 from tests.support.ops_app import serve_app, this_minute
 from tests.support.ops_browser import chromium, log_in

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import insert, text
 
-from mcjobs.core.db import Database
-from mcjobs.core.keys import create_api_key
-from mcjobs.core.tables import Job, WebhookDelivery
+from core.db import Database
+from core.keys import create_api_key
+from core.tables import Job, WebhookDelivery
 
 PROVIDERS = ("midjourney", "flux", "z-image", "seedream", "grok")
 MODELS = (

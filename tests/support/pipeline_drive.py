@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
-from mcjobs.core.maintenance import run_maintenance
-from mcjobs.core.tables import QUEUED, RUNNING, TIMED_OUT, Job
-from mcjobs.sim.clock import ManualClock
-from mcjobs.worker.context import PumpContext
-from mcjobs.worker.poll import PollReport, run_poll_pump
-from mcjobs.worker.submit import SubmitReport, run_submit_pump
+from core.maintenance import run_maintenance
+from core.tables import QUEUED, RUNNING, TIMED_OUT, Job
+from sim.clock import ManualClock
 from tests.support.pipeline_jobs import TestClock
+from worker.context import PumpContext
+from worker.poll import PollReport, run_poll_pump
+from worker.submit import SubmitReport, run_submit_pump
 
 
 class SharedClock(TestClock):

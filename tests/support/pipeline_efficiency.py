@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mcjobs.core.db import Database
-from mcjobs.core.schedule import PollPlanner
-from mcjobs.core.settings import Settings
-from mcjobs.core.tables import SUCCEEDED, utcnow
-from mcjobs.sim import SimConfig
+from core.db import Database
+from core.schedule import PollPlanner
+from core.settings import Settings
+from core.tables import SUCCEEDED, utcnow
+from sim import SimConfig
 from tests.support.pipeline_drive import SharedClock, drive
 from tests.support.pipeline_jobs import (
     insert_jobs,
@@ -178,7 +178,7 @@ def main(make_settings: Callable[[str], Settings] | None = None) -> None:
     import tempfile
     from pathlib import Path
 
-    from mcjobs.core.migrate import upgrade
+    from core.migrate import upgrade
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'efficiency.sqlite3'}"

@@ -13,17 +13,17 @@ import httpx
 import redis
 from sqlalchemy import func, insert, select
 
-from mcjobs.core import ids
-from mcjobs.core.db import Database
-from mcjobs.core.keys import create_api_key
-from mcjobs.core.schedule import PollPlanner
-from mcjobs.core.settings import Settings
-from mcjobs.core.submission import get_catalogue
-from mcjobs.core.tables import QUEUED, Batch, Job, utcnow
-from mcjobs.metachat.client import make_http_client
-from mcjobs.sim import SimConfig, create_sim_app
-from mcjobs.sim.clock import Clock
-from mcjobs.worker.context import PumpContext, build_pump_context
+from core import ids
+from core.db import Database
+from core.keys import create_api_key
+from core.schedule import PollPlanner
+from core.settings import Settings
+from core.submission import get_catalogue
+from core.tables import QUEUED, Batch, Job, utcnow
+from metachat.client import make_http_client
+from sim import SimConfig, create_sim_app
+from sim.clock import Clock
+from worker.context import PumpContext, build_pump_context
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

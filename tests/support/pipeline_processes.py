@@ -14,8 +14,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from mcjobs.core.db import Database
-from mcjobs.sim import SimConfig, SimServer
+from core.db import Database
+from sim import SimConfig, SimServer
 
 MCJOBS = str(Path(sys.executable).with_name("mcjobs"))
 

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from mcjobs.api.app import create_app
-from mcjobs.core.db import Database
-from mcjobs.core.settings import Settings
+from api.app import create_app
+from core.db import Database
+from core.settings import Settings
 from tests.support.services import free_port
 from tests.support.waiting import wait_until
 

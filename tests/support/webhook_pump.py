@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from mcjobs.core.db import Database
-from mcjobs.core.settings import Settings
-from mcjobs.core.webhooks.sender import WebhookSender
-from mcjobs.worker.deliver import make_sender, run_deliver_pump
+from core.db import Database
+from core.settings import Settings
+from core.webhooks.sender import WebhookSender
 from tests.support.waiting import wait_until
+from worker.deliver import make_sender, run_deliver_pump
 
 T = TypeVar("T")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import time
 
-from mcjobs.core.db import Database
-from mcjobs.core.settings import Settings
+from core.db import Database
+from core.settings import Settings
 from tests.support.webhook_pump import DeliverPump
 
 

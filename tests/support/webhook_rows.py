@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from mcjobs.core import ids
-from mcjobs.core.db import Database
-from mcjobs.core.keys import CreatedKey, create_api_key
-from mcjobs.core.tables import RUNNING, SUCCEEDED, Job, WebhookAttempt, WebhookDelivery, utcnow
-from mcjobs.core.transitions import transition
+from core import ids
+from core.db import Database
+from core.keys import CreatedKey, create_api_key
+from core.tables import RUNNING, SUCCEEDED, Job, WebhookAttempt, WebhookDelivery, utcnow
+from core.transitions import transition
 
 
 def make_key(db: Database, name: str = "tenant", *, admin: bool = False) -> CreatedKey:

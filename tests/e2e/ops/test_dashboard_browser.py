@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
-from mcjobs.core.db import Database
-from mcjobs.core.settings import Settings
+from core.db import Database
+from core.settings import Settings
 from tests.support.ops_app import serve_app, this_minute
 from tests.support.ops_browser import chromium, chromium_missing, log_in
 from tests.support.ops_data import OpsDataset, finished_job, seed_ops_dataset

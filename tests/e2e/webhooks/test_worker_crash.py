@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mcjobs.core.db import Database
-from mcjobs.core.nudge import DELIVER_TICK, nudge
-from mcjobs.core.tables import DELIVERY_PENDING, DELIVERY_SUCCEEDED
+from core.db import Database
+from core.nudge import DELIVER_TICK, nudge
+from core.tables import DELIVERY_PENDING, DELIVERY_SUCCEEDED
 from tests.support.waiting import wait_until
 from tests.support.webhook_receiver import Answer, Received, webhook_receiver
 from tests.support.webhook_rows import delivery, finish_job, make_key
@@ -36,7 +36,7 @@ def worker(db_url: str, redis_url: str, log: Path) -> Iterator[subprocess.Popen[
     }
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mcjobs.cli", "worker", "--concurrency", "1"],
+            [sys.executable, "-m", "cli", "worker", "--concurrency", "1"],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -9,9 +9,9 @@ from contextlib import ExitStack
 import pytest
 from fastapi import FastAPI
 
-from mcjobs.api.app import create_app
-from mcjobs.core.db import Database
-from mcjobs.core.settings import Settings
+from api.app import create_app
+from core.db import Database
+from core.settings import Settings
 from tests.support.api_client import ApiClient, ApiClients, api_clients
 
 

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import event
 
-from mcjobs.api.app import create_app
-from mcjobs.core.db import Database
-from mcjobs.core.settings import Settings
-from mcjobs.core.tables import Job
+from api.app import create_app
+from core.db import Database
+from core.settings import Settings
+from core.tables import Job
 from tests.support.api_client import api_clients
 from tests.support.api_data import count
 

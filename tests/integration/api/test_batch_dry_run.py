@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from mcjobs.core.db import Database
-from mcjobs.core.tables import ApiKey, Batch, Job, utcnow
+from core.db import Database
+from core.tables import ApiKey, Batch, Job, utcnow
 from tests.support.api_client import ApiClient
 from tests.support.api_data import count, flux_spec
 from tests.support.core_rows import make_job

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mcjobs.core.db import Database
+from core.db import Database
 from tests.support.api_client import ApiClient
 from tests.support.api_data import deliveries, finish_job, flux_spec, start_job
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from mcjobs.core.db import Database
-from mcjobs.core.tables import Batch, IdempotencyKey, Job
+from core.db import Database
+from core.tables import Batch, IdempotencyKey, Job
 from tests.support.api_client import ApiClient, ApiClients
 from tests.support.api_data import count, flux_spec
 from tests.support.waiting import wait_until
@@ -121,7 +121,7 @@ def test_two_identical_requests_at_once_create_one_thing(
 ) -> None:
     """Both requests are held inside their transactions at the same time (the first behind a
     table lock the test holds, the second behind the first's key row), then let go."""
-    from mcjobs.api.app import create_app
+    from api.app import create_app
     from tests.support.api_client import api_clients
 
     db = Database(pg_url)

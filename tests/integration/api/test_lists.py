@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mcjobs.core.db import Database
+from core.db import Database
 from tests.support.api_client import ApiClient
 from tests.support.api_data import finish_job, flux_spec, mj_spec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mcjobs.core.db import Database
+from core.db import Database
 from tests.support.api_client import ApiClient, ApiClients
 from tests.support.services import free_port
 
@@ -64,7 +64,7 @@ def test_not_ready_when_redis_is_down(clients_with: Callable[..., ApiClients]) -
 
 
 def test_not_ready_when_the_database_is_down(settings_for: Callable[..., Any]) -> None:
-    from mcjobs.api.app import create_app
+    from api.app import create_app
     from tests.support.api_client import api_clients
 
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing"

@@ -16,10 +16,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
-from mcjobs.api.app import create_app
-from mcjobs.core.db import Database
-from mcjobs.core.keys import create_api_key
-from mcjobs.core.settings import Settings
+from api.app import create_app
+from core.db import Database
+from core.keys import create_api_key
+from core.settings import Settings
 
 _app = create_app(Settings(_env_file=None), Database("sqlite://"))  # type: ignore[call-arg]
 # routes of other areas (webhook log, stats, dashboard) are fuzzed by their own tests

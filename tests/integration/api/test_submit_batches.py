@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from mcjobs.core.db import Database
-from mcjobs.core.tables import Batch, Job
+from core.db import Database
+from core.tables import Batch, Job
 from tests.support.api_client import ApiClient
 from tests.support.api_data import count, flux_spec, mj_spec
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import redis
 
-from mcjobs.core import nudge
-from mcjobs.core.db import Database
-from mcjobs.core.tables import Job
+from core import nudge
+from core.db import Database
+from core.tables import Job
 from tests.support.api_client import ApiClient, ApiClients
 from tests.support.api_data import count, finish_job, flux_spec, mj_spec, start_job
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from mcjobs.core.db import Database
-from mcjobs.core.keys import find_api_key
-from mcjobs.core.tables import ApiKey
+from core.db import Database
+from core.keys import find_api_key
+from core.tables import ApiKey
 from tests.support.core_rows import make_key
 
 

@@ -6,9 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from mcjobs.core.db import Database
-from mcjobs.core.migrate import current_revision, head_revision
-from mcjobs.core.tables import metadata
+from core.db import Database
+from core.migrate import current_revision, head_revision
+from core.tables import metadata
 
 
 def test_migrations_reach_head_on_an_empty_database(db: Database) -> None:

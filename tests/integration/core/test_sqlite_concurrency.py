@@ -6,8 +6,8 @@ import multiprocessing
 
 from sqlalchemy import func, select, text, update
 
-from mcjobs.core.db import Database
-from mcjobs.core.tables import Job
+from core.db import Database
+from core.tables import Job
 from tests.support.core_rows import make_job, make_key
 
 

@@ -7,9 +7,9 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from mcjobs.core.db import Database
-from mcjobs.core.tables import Job, JobEvent, WebhookDelivery
-from mcjobs.core.transitions import IllegalTransition, transition, transition_held
+from core.db import Database
+from core.tables import Job, JobEvent, WebhookDelivery
+from core.transitions import IllegalTransition, transition, transition_held
 from tests.support.core_rows import make_job, make_key
 
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select, update
 
-from mcjobs.core.budget import check_budgets, estimate, estimate_points, store_estimates
-from mcjobs.core.db import Database
-from mcjobs.core.keys import create_api_key
-from mcjobs.core.tables import ApiKey, Job
-from mcjobs.metachat import CatalogueOverrides, build_catalogue
+from core.budget import check_budgets, estimate, estimate_points, store_estimates
+from core.db import Database
+from core.keys import create_api_key
+from core.tables import ApiKey, Job
+from metachat import CatalogueOverrides, build_catalogue
 from tests.support.ops_data import NOW, add_batch, add_job, finished_job
 
 EARLY = NOW - dt.timedelta(hours=2)

@@ -12,9 +12,9 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from mcjobs.core.db import Database
-from mcjobs.core.settings import Settings
-from mcjobs.core.tables import ApiKey
+from core.db import Database
+from core.settings import Settings
+from core.tables import ApiKey
 from tests.support.ops_app import http_client, serve_app, this_minute
 from tests.support.ops_data import OpsDataset, seed_ops_dataset
 

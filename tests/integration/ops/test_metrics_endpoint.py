@@ -9,10 +9,10 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from mcjobs.core.db import Database
-from mcjobs.core.metrics import record_submit
-from mcjobs.core.settings import Settings
-from mcjobs.core.stats import store_upstream_balance
+from core.db import Database
+from core.metrics import record_submit
+from core.settings import Settings
+from core.stats import store_upstream_balance
 from tests.support.ops_app import http_client, serve_app, this_minute
 from tests.support.ops_data import OpsDataset, seed_ops_dataset
 

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from mcjobs.core.db import Database
-from mcjobs.core.settings import Settings
+from core.db import Database
+from core.settings import Settings
 from tests.support.ops_app import bearer, http_client, serve_app, this_minute
 from tests.support.ops_data import OpsDataset, seed_ops_dataset
 

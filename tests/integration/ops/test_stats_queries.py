@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from mcjobs.core.db import Database
-from mcjobs.core.stats import (
+from core.db import Database
+from core.stats import (
     Percentiles,
     batches_in_progress,
     collect_stats,

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from mcjobs.core.db import Database
+from core.db import Database
 from tests.support.ops_bigstats import time_queries
 from tests.support.ops_seed import seed_bulk
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
-from mcjobs.core.db import Database
-from mcjobs.core.keys import create_api_key
-from mcjobs.core.stats import reconcile_usage
-from mcjobs.core.tables import ApiKey, utcnow
-from mcjobs.metachat import MetaChatClient, SubmitRequest, build_catalogue, make_http_client
-from mcjobs.sim import SimConfig, SimServer
+from core.db import Database
+from core.keys import create_api_key
+from core.stats import reconcile_usage
+from core.tables import ApiKey, utcnow
+from metachat import MetaChatClient, SubmitRequest, build_catalogue, make_http_client
+from sim import SimConfig, SimServer
 from tests.support.ops_data import NOW, finished_job
 
 DAY = NOW.date()
@@ -78,9 +78,7 @@ def test_points_that_agree_and_every_kind_of_disagreement_are_reported(db: Datab
 
 def _mcjobs(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     # the ops commands on their own typer app, as `mcjobs` will mount them
-    program = (
-        "import typer; from mcjobs.cli import ops; app = typer.Typer(); ops.register(app); app()"
-    )
+    program = "import typer; from cli import ops; app = typer.Typer(); ops.register(app); app()"
     return subprocess.run(
         [sys.executable, "-c", program, *args],
         env={**os.environ, **env},

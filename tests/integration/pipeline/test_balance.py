@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import redis
 
-from mcjobs.core.stats import cached_upstream_balance
-from mcjobs.metachat import MetaChatClient, build_catalogue
-from mcjobs.worker.balance import refresh_upstream_balance
+from core.stats import cached_upstream_balance
+from metachat import MetaChatClient, build_catalogue
+from worker.balance import refresh_upstream_balance
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "metachat"
 

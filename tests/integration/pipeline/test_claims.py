@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-from mcjobs.core import claims
-from mcjobs.core.db import Database
-from mcjobs.core.tables import QUEUED, RUNNING, utcnow
+from core import claims
+from core.db import Database
+from core.tables import QUEUED, RUNNING, utcnow
 from tests.support.pipeline_jobs import insert_batch, insert_jobs, job_row, new_api_key
 
 
@@ -32,7 +32,7 @@ def test_batches_take_turns(db: Database) -> None:
     second = insert_batch(db, key, [job_row(key) for _ in range(20)])
     offered = candidate_ids(db, limit=10)
     with db.read_session() as session:
-        from mcjobs.core.tables import Job
+        from core.tables import Job
 
         batches = [session.get_one(Job, job_id).batch_id for job_id in offered]
     assert batches.count(first) == batches.count(second) == 5

@@ -11,16 +11,13 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from mcjobs.core.claims import note_upstream_ids
-from mcjobs.core.db import Database
-from mcjobs.core.maintenance import run_maintenance
-from mcjobs.core.settings import Settings
-from mcjobs.core.tables import FAILED, QUEUED, RUNNING
-from mcjobs.metachat.client import make_http_client
-from mcjobs.sim import SimConfig, SimServer
-from mcjobs.worker.context import build_pump_context, lease_seconds
-from mcjobs.worker.sending import SubmitTrail, install_send_tracer, sending_job
-from mcjobs.worker.submit_claim import ClaimTally, claim_submits
+from core.claims import note_upstream_ids
+from core.db import Database
+from core.maintenance import run_maintenance
+from core.settings import Settings
+from core.tables import FAILED, QUEUED, RUNNING
+from metachat.client import make_http_client
+from sim import SimConfig, SimServer
 from tests.support.pipeline_jobs import (
     TestClock,
     insert_jobs,
@@ -29,6 +26,9 @@ from tests.support.pipeline_jobs import (
     new_api_key,
     pipeline_settings,
 )
+from worker.context import build_pump_context, lease_seconds
+from worker.sending import SubmitTrail, install_send_tracer, sending_job
+from worker.submit_claim import ClaimTally, claim_submits
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mcjobs.core.db import Database
-from mcjobs.core.settings import Settings
+from core.db import Database
+from core.settings import Settings
 from tests.support.pipeline_efficiency import measure, table
 from tests.support.pipeline_jobs import pipeline_settings, sim_base_url
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from mcjobs.core.limiter import ALL, ProviderLimiter
+from core.limiter import ALL, ProviderLimiter
 from tests.support.waiting import wait_until
 
 

@@ -9,11 +9,11 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import func, insert, select
 
-from mcjobs.core.cancel import cancel_batch, retry_batch
-from mcjobs.core.db import Database
-from mcjobs.core.maintenance import run_maintenance
-from mcjobs.core.settings import Settings
-from mcjobs.core.tables import (
+from core.cancel import cancel_batch, retry_batch
+from core.db import Database
+from core.maintenance import run_maintenance
+from core.settings import Settings
+from core.tables import (
     BATCH_CANCELLED,
     BATCH_COMPLETED,
     BATCH_RUNNING,
@@ -29,7 +29,7 @@ from mcjobs.core.tables import (
     WebhookDelivery,
     utcnow,
 )
-from mcjobs.core.transitions import transition
+from core.transitions import transition
 from tests.support.pipeline_jobs import (
     insert_batch,
     insert_jobs,

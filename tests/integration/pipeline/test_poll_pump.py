@@ -11,9 +11,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from mcjobs.core.db import Database
-from mcjobs.core.settings import Settings
-from mcjobs.core.tables import (
+from core.db import Database
+from core.settings import Settings
+from core.tables import (
     CANCELLED,
     FAILED,
     RUNNING,
@@ -22,8 +22,7 @@ from mcjobs.core.tables import (
     JobEvent,
     WebhookDelivery,
 )
-from mcjobs.core.transitions import transition
-from mcjobs.worker.poll import PollReport, run_poll_pump
+from core.transitions import transition
 from tests.support import pipeline_upstream as up
 from tests.support.pipeline_jobs import (
     TestClock,
@@ -34,6 +33,7 @@ from tests.support.pipeline_jobs import (
     pipeline_settings,
     pump_context,
 )
+from worker.poll import PollReport, run_poll_pump
 
 SettingsFor = Callable[..., Settings]
 GRID = "https://oss.example.com/grid.png"

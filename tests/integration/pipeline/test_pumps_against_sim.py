@@ -10,13 +10,11 @@ from typing import Any
 
 import pytest
 
-from mcjobs.core.db import Database
-from mcjobs.core.maintenance import run_maintenance
-from mcjobs.core.settings import Settings
-from mcjobs.core.tables import FAILED, SUCCEEDED, utcnow
-from mcjobs.sim import SimConfig
-from mcjobs.worker.poll import run_poll_pump
-from mcjobs.worker.submit import run_submit_pump
+from core.db import Database
+from core.maintenance import run_maintenance
+from core.settings import Settings
+from core.tables import FAILED, SUCCEEDED, utcnow
+from sim import SimConfig
 from tests.support.pipeline_drive import SharedClock, drive
 from tests.support.pipeline_jobs import (
     insert_jobs,
@@ -30,6 +28,8 @@ from tests.support.pipeline_jobs import (
     status_counts,
     unique_prompt,
 )
+from worker.poll import run_poll_pump
+from worker.submit import run_submit_pump
 
 SettingsFor = Callable[..., Settings]
 FRAME = [{"url": "https://example.com/frame.png"}]

@@ -13,12 +13,11 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from mcjobs.core.db import Database
-from mcjobs.core.limiter import ALL
-from mcjobs.core.settings import Settings
-from mcjobs.core.tables import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobEvent
-from mcjobs.core.transitions import transition
-from mcjobs.worker.submit import SubmitReport, run_submit_pump
+from core.db import Database
+from core.limiter import ALL
+from core.settings import Settings
+from core.tables import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobEvent
+from core.transitions import transition
 from tests.support import pipeline_upstream as up
 from tests.support.pipeline_jobs import (
     TestClock,
@@ -31,6 +30,7 @@ from tests.support.pipeline_jobs import (
     pipeline_settings,
     pump_context,
 )
+from worker.submit import SubmitReport, run_submit_pump
 
 SettingsFor = Callable[..., Settings]
 
@@ -218,7 +218,7 @@ def test_a_refused_key_pauses_submits_and_is_logged_without_the_key(
     key = new_api_key(db)
     job_ids = insert_jobs(db, [job_row(key) for _ in range(3)])
     settings = settings.model_copy(update={"submit_batch_size": 1})
-    with caplog.at_level(logging.ERROR, logger="mcjobs.worker.submit"):
+    with caplog.at_level(logging.ERROR, logger="worker.submit"):
         submit(db, settings, up.http_error(401))
         submit(db, settings, up.http_error(401))
     assert [row.status for row in jobs(db, job_ids)] == [QUEUED] * 3
@@ -269,7 +269,7 @@ def test_a_job_whose_lease_was_taken_over_is_not_moved_twice(
         with db.session() as session:
             from sqlalchemy import update
 
-            from mcjobs.core.tables import Job
+            from core.tables import Job
 
             session.execute(update(Job).where(Job.id == job_id).values(lease_owner="thief"))
         return up.submitted("task-x")(request)
@@ -377,7 +377,7 @@ def test_jobs_beyond_their_batch_budget_fail_instead_of_being_submitted(
     with db.session() as session:
         from sqlalchemy import update
 
-        from mcjobs.core.tables import Batch
+        from core.tables import Batch
 
         session.execute(update(Batch).where(Batch.id == batch_id).values(max_points=50))
     calls = up.Recorder(up.submitted())

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from mcjobs.core.db import Database
-from mcjobs.core.settings import Settings
+from core.db import Database
+from core.settings import Settings
 from tests.support.webhook_pump import DeliverPump
 
 # The default schedule squeezed from about a day into well under a second.

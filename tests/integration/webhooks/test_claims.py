@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-from mcjobs.core.db import Database
-from mcjobs.core.tables import utcnow
-from mcjobs.core.webhooks.deliveries import ClaimedDelivery, claim_due_deliveries
+from core.db import Database
+from core.tables import utcnow
+from core.webhooks.deliveries import ClaimedDelivery, claim_due_deliveries
 from tests.support.webhook_rows import finish_job, make_key
 
 DEAD_URL = "http://127.0.0.1:9/hook"

@@ -13,12 +13,12 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from mcjobs.cli.main import app
-from mcjobs.core.db import Database
-from mcjobs.core.keys import new_webhook_secret
-from mcjobs.core.settings import Settings
-from mcjobs.core.tables import DELIVERY_DEAD, DELIVERY_PENDING, utcnow
-from mcjobs.core.webhooks.signing import signature_headers
+from cli.main import app
+from core.db import Database
+from core.keys import new_webhook_secret
+from core.settings import Settings
+from core.tables import DELIVERY_DEAD, DELIVERY_PENDING, utcnow
+from core.webhooks.signing import signature_headers
 from tests.support.services import free_port
 from tests.support.waiting import wait_until
 from tests.support.webhook_api import served_api
@@ -80,7 +80,7 @@ def listener() -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
     secret = new_webhook_secret()
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "mcjobs.cli", "webhooks", "listen", "--port", str(port)],
+        [sys.executable, "-m", "cli", "webhooks", "listen", "--port", str(port)],
         cwd=ROOT,
         env={**os.environ, "MCJOBS_WEBHOOK_SECRET": secret},
         stdout=subprocess.PIPE,

@@ -11,9 +11,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from mcjobs.core.db import Database
-from mcjobs.core.tables import DELIVERY_PENDING, DELIVERY_SUCCEEDED, utcnow
-from mcjobs.core.webhooks.deliveries import claim_due_deliveries
+from core.db import Database
+from core.tables import DELIVERY_PENDING, DELIVERY_SUCCEEDED, utcnow
+from core.webhooks.deliveries import claim_due_deliveries
 from tests.support.waiting import wait_until
 from tests.support.webhook_pump import DeliverPump
 from tests.support.webhook_receiver import Answer, Received, webhook_receiver

@@ -11,10 +11,10 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from mcjobs.core.db import Database
-from mcjobs.core.keys import rotate_webhook_secret
-from mcjobs.core.settings import DEFAULT_WEBHOOK_SCHEDULE
-from mcjobs.core.tables import (
+from core.db import Database
+from core.keys import rotate_webhook_secret
+from core.settings import DEFAULT_WEBHOOK_SCHEDULE
+from core.tables import (
     DELIVERY_DEAD,
     DELIVERY_PENDING,
     DELIVERY_SUCCEEDED,

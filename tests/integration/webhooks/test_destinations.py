@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from mcjobs.core.db import Database
-from mcjobs.core.tables import DELIVERY_DEAD, DELIVERY_PENDING, DELIVERY_SUCCEEDED
+from core.db import Database
+from core.tables import DELIVERY_DEAD, DELIVERY_PENDING, DELIVERY_SUCCEEDED
 from tests.support.webhook_dns import fake_dns
 from tests.support.webhook_pump import DeliverPump
 from tests.support.webhook_receiver import webhook_receiver

@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from mcjobs.core import ids
-from mcjobs.core.db import Database
-from mcjobs.core.keys import CreatedKey
-from mcjobs.core.settings import Settings
-from mcjobs.core.tables import DELIVERY_DEAD, DELIVERY_SUCCEEDED, Batch
+from core import ids
+from core.db import Database
+from core.keys import CreatedKey
+from core.settings import Settings
+from core.tables import DELIVERY_DEAD, DELIVERY_SUCCEEDED, Batch
 from tests.support.webhook_api import served_api
 from tests.support.webhook_pump import DeliverPump
 from tests.support.webhook_receiver import always, statuses, webhook_receiver

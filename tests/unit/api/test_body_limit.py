@@ -9,8 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from mcjobs.api.errors import install_error_handlers
-from mcjobs.api.limits import BodySizeLimit
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
 
 
 def _app(limit: int) -> FastAPI:

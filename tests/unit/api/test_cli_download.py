@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mcjobs.cli.download import download_results, file_stem, validate_template
+from cli.download import download_results, file_stem, validate_template
 
 
 def _job(n: int, status: str = "succeeded", **extra: Any) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from mcjobs.cli.http import ApiClient, ApiError
-from mcjobs.cli.progress import wait_for_batch
+from cli.http import ApiClient, ApiError
+from cli.progress import wait_for_batch
 
 
 class Api:

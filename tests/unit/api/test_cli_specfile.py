@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mcjobs.cli.specfile import SpecFileError, coerce, parse_assignments, read_specs
+from cli.specfile import SpecFileError, coerce, parse_assignments, read_specs
 
 
 def _write(tmp_path: Path, name: str, text: str) -> str:

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from mcjobs.core.queries import InvalidCursor, decode_cursor, encode_cursor
+from core.queries import InvalidCursor, decode_cursor, encode_cursor
 
 AT = dt.datetime(2026, 12, 1, 8, 30, 0, 123456, tzinfo=dt.UTC)
 

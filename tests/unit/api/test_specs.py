@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from mcjobs.core.idempotency import fingerprint
-from mcjobs.core.submission import JobSpec, json_problem, metadata_problem, webhook_url_problem
+from core.idempotency import fingerprint
+from core.submission import JobSpec, json_problem, metadata_problem, webhook_url_problem
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer.main
 import yaml
 
-from mcjobs.cli.main import app
+from cli.main import app
 
 ROOT = Path(__file__).resolve().parents[3]
 EXPECTED_SERVICES = {"postgres", "redis", "api", "worker", "beat", "sim", "flower"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mcjobs.core.settings import Settings
+from core.settings import Settings
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from mcjobs.core import ids
+from core import ids
 
 
 def test_ids_sort_by_creation_time() -> None:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from mcjobs.core.schedule import (
+from core.schedule import (
     DurationEstimator,
     PollPlanner,
     PollSchedule,

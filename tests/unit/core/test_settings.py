@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcjobs.core.settings import DEFAULT_METACHAT_BASE_URL, Settings
+from core.settings import DEFAULT_METACHAT_BASE_URL, Settings
 
 
 def test_defaults_need_nothing_configured(monkeypatch: pytest.MonkeyPatch) -> None:

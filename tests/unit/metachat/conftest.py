@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mcjobs.metachat import (
+from metachat import (
     CatalogueOverrides,
     MetaChatClient,
     build_catalogue,

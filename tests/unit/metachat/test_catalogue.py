@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from mcjobs.metachat import (
+from metachat import (
     PROVIDERS,
     CatalogueOverrides,
     SpecError,

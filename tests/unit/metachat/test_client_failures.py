@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from mcjobs.metachat import (
+from metachat import (
     MetaChatClient,
     SubmitRequest,
     UpstreamError,

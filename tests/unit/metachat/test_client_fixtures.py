@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mcjobs.metachat import (
+from metachat import (
     SubmitRequest,
     UpstreamAuthError,
     UpstreamError,

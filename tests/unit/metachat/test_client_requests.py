@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mcjobs.metachat import CatalogueOverrides, SubmitRequest, build_catalogue
+from metachat import CatalogueOverrides, SubmitRequest, build_catalogue
 from tests.unit.metachat.conftest import API_KEY, APP_ID, BASE_URL, Upstream, make_client
 
 pytestmark = pytest.mark.anyio

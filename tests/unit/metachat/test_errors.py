@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mcjobs.metachat import (
+from metachat import (
     UpstreamAuthError,
     UpstreamError,
     UpstreamInvalidResponse,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from mcjobs.core.metrics import build_registry, record_claim, render
+from core.metrics import build_registry, record_claim, render
 
 _CHILD = """
-from mcjobs.core.metrics import record_claim, record_submit, record_webhook_attempt
+from core.metrics import record_claim, record_submit, record_webhook_attempt
 record_submit("midjourney", "accepted", 1.5)
 record_submit("midjourney", "rate_limited", 0.1)
 record_claim("submit", 50, 0.02)

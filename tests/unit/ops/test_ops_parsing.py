@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mcjobs.core.metrics import build_registry, record_rate_limited, render
-from mcjobs.core.stats import BadSince, parse_since, webhook_target
-from mcjobs.core.stats.sql import interpolate
+from core.metrics import build_registry, record_rate_limited, render
+from core.stats import BadSince, parse_since, webhook_target
+from core.stats.sql import interpolate
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mcjobs.sim import ManualClock, SimConfig, Simulator, create_sim_app
+from sim import ManualClock, SimConfig, Simulator, create_sim_app
 
 AUTH = {"Authorization": "Bearer sk-test"}
 BASE = "/open/v1"

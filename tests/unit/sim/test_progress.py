@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from mcjobs.sim import SimConfig
-from mcjobs.sim.catalogue import SUBMIT_ROUTES
-from mcjobs.sim.tasks import TaskSpec, plan_task
+from sim import SimConfig
+from sim.catalogue import SUBMIT_ROUTES
+from sim.tasks import TaskSpec, plan_task
 from tests.unit.sim.conftest import SimHarness
 
 

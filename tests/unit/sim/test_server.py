@@ -1,4 +1,4 @@
-"""The simulator over real HTTP on 127.0.0.1: the thread server and ``python -m mcjobs.sim``."""
+"""The simulator over real HTTP on 127.0.0.1: the thread server and ``python -m sim``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from mcjobs.sim import SimConfig, SimServer
+from sim import SimConfig, SimServer
 
 AUTH = {"Authorization": "Bearer sk-test"}
 
@@ -62,7 +62,7 @@ def _free_port() -> int:
 
 def test_the_module_entry_point_serves_a_profile_on_a_port(http: httpx.Client) -> None:
     port = _free_port()
-    command = [sys.executable, "-m", "mcjobs.sim", "--port", str(port), "--profile", "instant"]
+    command = [sys.executable, "-m", "sim", "--port", str(port), "--profile", "instant"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 15

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from mcjobs.core.settings import DEFAULT_WEBHOOK_SCHEDULE
-from mcjobs.core.tables import DELIVERY_DEAD, DELIVERY_PENDING, DELIVERY_SUCCEEDED
-from mcjobs.core.webhooks.attempts import AttemptKind, AttemptResult, plan_next
-from mcjobs.core.webhooks.schedule import RetrySchedule, parse_retry_after
+from core.settings import DEFAULT_WEBHOOK_SCHEDULE
+from core.tables import DELIVERY_DEAD, DELIVERY_PENDING, DELIVERY_SUCCEEDED
+from core.webhooks.attempts import AttemptKind, AttemptResult, plan_next
+from core.webhooks.schedule import RetrySchedule, parse_retry_after
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from mcjobs.core.keys import new_webhook_secret
-from mcjobs.core.webhooks.attempts import AttemptKind, AttemptResult
-from mcjobs.core.webhooks.sender import OutgoingWebhook, WebhookSender, build_request
-from mcjobs.core.webhooks.ssrf import resolve_destination
+from core.keys import new_webhook_secret
+from core.webhooks.attempts import AttemptKind, AttemptResult
+from core.webhooks.sender import OutgoingWebhook, WebhookSender, build_request
+from core.webhooks.ssrf import resolve_destination
 from tests.support.webhook_dns import fake_dns
 
 PUBLIC_A = "93.184.216.34"

@@ -8,8 +8,8 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from mcjobs.core.keys import new_webhook_secret
-from mcjobs.core.webhooks.signing import rotation_secrets, signature_headers
+from core.keys import new_webhook_secret
+from core.webhooks.signing import rotation_secrets, signature_headers
 
 BODY = '{"data":{"id":"job_1"},"timestamp":"2026-12-01T00:00:00Z","type":"job.succeeded"}'
 

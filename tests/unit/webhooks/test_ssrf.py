@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from mcjobs.core.webhooks.ssrf import (
+from core.webhooks.ssrf import (
     DestinationRefused,
     check_destination,
     forbidden_reason,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mcjobs.core import nudge
-from mcjobs.core.settings import Settings
-from mcjobs.worker.celery_app import TICKS, create_celery_app
+from core import nudge
+from core.settings import Settings
+from worker.celery_app import TICKS, create_celery_app
 
 
 def settings(**values: object) -> Settings:
@@ -31,8 +31,8 @@ def test_ticks_store_no_results_and_take_one_message_at_a_time() -> None:
 
 
 def test_every_tick_name_has_a_task_on_the_tick_queue() -> None:
-    from mcjobs.worker import tasks
-    from mcjobs.worker.celery_app import app
+    from worker import tasks
+    from worker.celery_app import app
 
     assert tasks.submit_tick is not None
     for name in TICKS:

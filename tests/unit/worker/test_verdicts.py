@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcjobs.metachat.errors import (
+from metachat.errors import (
     UpstreamAuthError,
     UpstreamInvalidResponse,
     UpstreamQuotaExceeded,
@@ -13,7 +13,7 @@ from mcjobs.metachat.errors import (
     UpstreamTransient,
     UpstreamUncertain,
 )
-from mcjobs.worker.verdicts import Action, judge_submit_error
+from worker.verdicts import Action, judge_submit_error
 
 CASES = [
     pytest.param(

@@ -1,0 +1,144 @@
+"""Service processes: `api`, `worker`, `beat`, `sim`, `migrate`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from core.settings import get_settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("api")(api)
+    app.command("worker")(worker)
+    app.command("beat")(beat)
+    app.command("sim")(sim)
+    app.command("migrate")(migrate)
+    app.command("flower")(flower)
+    app.add_typer(health_app, name="healthcheck")
+
+
+health_app = typer.Typer(help="Container health checks: exit 0 when healthy.", no_args_is_help=True)
+
+
+def api(
+    port: Annotated[int | None, typer.Option(help="Port to listen on [API_PORT].")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind [API_HOST].")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the HTTP API (and the dashboard)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Worker processes (default: CPUs).")
+    ] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker: the submit, poll, maintenance and deliver pumps."""
+    from worker.runner import run_worker
+
+    run_worker(concurrency=concurrency, loglevel=loglevel)
+
+
+def beat(
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run Celery beat, which ticks every pump each second. Run exactly one."""
+    from worker.runner import run_beat
+
+    run_beat(loglevel=loglevel)
+
+
+def sim(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8090,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same outcomes.")] = 0,
+    profile: Annotated[
+        str, typer.Option(help="Timing profile: realistic, fast, instant or flaky.")
+    ] = "realistic",
+) -> None:
+    """Run the MetaChat simulator (stands in for MetaChat when no key is set)."""
+    from sim import run_sim
+
+    run_sim(port=port, host=host, seed=seed, profile=profile)
+
+
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Create or upgrade the database schema (DATABASE_URL)."""
+    from core.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url, revision)
+    typer.echo(f"database at revision {revision}")
+
+
+def flower(
+    port: Annotated[int, typer.Option(help="Port for the Flower UI.")] = 5555,
+) -> None:
+    """Run Flower (Celery's monitor) against this service's broker; needs the `flower` extra."""
+    import os
+    import sys
+
+    os.execvp(  # noqa: S606 (replace this process with Flower)
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "--app",
+            "worker.celery_app:app",
+            "flower",
+            f"--port={port}",
+        ],
+    )
+
+
+@health_app.command("http")
+def health_http(url: Annotated[str, typer.Argument(help="URL that must answer 2xx.")]) -> None:
+    """Healthy when URL answers 2xx within 5 s."""
+    import httpx
+
+    try:
+        ok = httpx.get(url, timeout=5.0).is_success
+    except httpx.HTTPError:
+        ok = False
+    raise typer.Exit(0 if ok else 1)
+
+
+@health_app.command("redis")
+def health_redis() -> None:
+    """Healthy when REDIS_URL answers PING."""
+    import redis
+
+    try:
+        ok = bool(redis.Redis.from_url(get_settings().redis_url, socket_timeout=5).ping())
+    except redis.RedisError:
+        ok = False
+    raise typer.Exit(0 if ok else 1)
+
+
+@health_app.command("worker")
+def health_worker() -> None:
+    """Healthy when this host's Celery worker answers a ping."""
+    import socket
+
+    from worker.celery_app import app as celery_app
+
+    replies = celery_app.control.ping(destination=[f"celery@{socket.gethostname()}"], timeout=5.0)
+    raise typer.Exit(0 if replies else 1)

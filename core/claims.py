@@ -1,0 +1,247 @@
+"""Claiming due rows: the few SQL statements that let any number of pumps share the jobs table.
+
+A pump *claims* a row by writing itself into ``lease_owner`` with a ``lease_until`` in the
+future, in a compare-and-set ``UPDATE … WHERE <still claimable>`` whose ``RETURNING`` says which
+rows it won. On PostgreSQL the candidates are first locked with ``FOR UPDATE SKIP LOCKED`` so
+concurrent pumps pick disjoint rows; on SQLite the write transaction (``BEGIN IMMEDIATE``) already
+serialises claimers and the compare-and-set does the rest.
+
+Queued rows are claimed *fairly*: ranked within their batch (or, outside a batch, their API key)
+by ``priority desc, created_at``, lowest ranks first, so every batch and key gets a turn on every
+claim and a single job is never stuck behind someone's ten thousand.
+
+A queued row whose lease ran out while ``lease_owner`` is still set was abandoned mid-submit: the
+request may have reached MetaChat. Submit claims never take such rows; maintenance decides what
+happens to them (`abandoned_submits`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from core.tables import QUEUED, RUNNING, Job
+
+
+def _is_due(now: dt.datetime) -> ColumnElement[bool]:
+    return or_(Job.due_at.is_(None), Job.due_at <= now)
+
+
+def _lease_free(now: dt.datetime) -> ColumnElement[bool]:
+    return or_(Job.lease_until.is_(None), Job.lease_until < now)
+
+
+def any_due(session: Session, *, status: str, now: dt.datetime) -> bool:
+    """Whether a row of ``status`` is due and unleased: the cheap check before a claim."""
+    conditions = [Job.status == status, _is_due(now), _lease_free(now)]
+    if status == QUEUED:
+        conditions.append(Job.lease_owner.is_(None))
+    row = session.execute(select(Job.id).where(*conditions).limit(1)).first()
+    return row is not None
+
+
+def next_due_at(session: Session, *, status: str) -> dt.datetime | None:
+    """The earliest ``due_at`` among unleased rows of ``status``."""
+    value: dt.datetime | None = session.execute(
+        select(func.min(Job.due_at)).where(Job.status == status, Job.lease_owner.is_(None))
+    ).scalar_one_or_none()
+    return value
+
+
+def submit_candidates(session: Session, *, now: dt.datetime, limit: int) -> list[Job]:
+    """Up to ``limit`` due, unclaimed queued jobs in fair order (locked on PostgreSQL).
+
+    Order: rank within ``coalesce(batch_id, api_key_id)`` first (a round-robin over batches and
+    keys), then priority and age. Claim the ones you can submit with `lease_jobs`.
+    """
+    tenant = func.coalesce(Job.batch_id, Job.api_key_id)
+    order = (Job.priority.desc(), Job.created_at, Job.id)
+    ranked = (
+        select(
+            Job.id.label("id"),
+            Job.priority.label("priority"),
+            Job.created_at.label("created_at"),
+            func.row_number().over(partition_by=tenant, order_by=order).label("turn"),
+        )
+        .where(Job.status == QUEUED, _is_due(now), Job.lease_owner.is_(None))
+        .subquery("ranked")
+    )
+    # Pick the ids first so only `limit` full rows are joined, sorted and locked.
+    picked = (
+        select(ranked.c.id, ranked.c.turn)
+        .order_by(ranked.c.turn, ranked.c.priority.desc(), ranked.c.created_at, ranked.c.id)
+        .limit(limit)
+        .subquery("picked")
+    )
+    statement = (
+        select(Job)
+        .join(picked, picked.c.id == Job.id)
+        .order_by(picked.c.turn, *order)
+        .with_for_update(skip_locked=True, of=Job)
+        .execution_options(populate_existing=True)
+    )
+    return list(session.execute(statement).scalars())
+
+
+def lease_jobs(
+    session: Session,
+    job_ids: Collection[str],
+    *,
+    status: str,
+    owner: str,
+    now: dt.datetime,
+    until: dt.datetime,
+    extra: ColumnElement[bool] | None = None,
+) -> list[Job]:
+    """Compare-and-set the lease of ``job_ids``; returns the rows won (the others were taken)."""
+    if not job_ids:
+        return []
+    conditions = [Job.id.in_(list(job_ids)), Job.status == status, _lease_free(now)]
+    if status == QUEUED:
+        conditions.append(Job.lease_owner.is_(None))
+    if extra is not None:
+        conditions.append(extra)
+    statement = (
+        update(Job)
+        .where(*conditions)
+        .values(lease_owner=owner, lease_until=until)
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return list(session.execute(statement).scalars())
+
+
+def claim_due(
+    session: Session,
+    *,
+    status: str,
+    owner: str,
+    now: dt.datetime,
+    until: dt.datetime,
+    limit: int,
+) -> list[Job]:
+    """Claim up to ``limit`` due rows of ``status`` (running: polls; timed_out: reconcile),
+    earliest due first."""
+    candidates = session.execute(
+        select(Job.id)
+        .where(Job.status == status, Job.due_at.is_not(None), Job.due_at <= now, _lease_free(now))
+        .order_by(Job.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).scalars()
+    won = lease_jobs(
+        session,
+        list(candidates),
+        status=status,
+        owner=owner,
+        now=now,
+        until=until,
+        extra=and_(Job.due_at.is_not(None), Job.due_at <= now),
+    )
+    return sorted(won, key=lambda job: (job.due_at or now, job.id))
+
+
+def hold_leases(session: Session, job_ids: Collection[str], *, status: str, owner: str) -> set[str]:
+    """Lock ``job_ids`` that are still ``status`` and leased by ``owner``; returns those ids.
+
+    Call it first in the transaction that writes outcomes: a row whose lease was taken over (or
+    whose status changed, e.g. cancelled) must not be moved by this pump.
+    """
+    if not job_ids:
+        return set()
+    rows = session.execute(
+        update(Job)
+        .where(Job.id.in_(list(job_ids)), Job.status == status, Job.lease_owner == owner)
+        .values(lease_owner=owner)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).scalars()
+    return set(rows)
+
+
+def release_jobs(
+    session: Session,
+    job_ids: Collection[str],
+    *,
+    status: str,
+    owner: str,
+    values: dict[str, Any] | None = None,
+) -> int:
+    """Give up ``owner``'s lease on ``job_ids`` (still ``status``), writing ``values`` too."""
+    if not job_ids:
+        return 0
+    result = session.execute(
+        update(Job)
+        .where(Job.id.in_(list(job_ids)), Job.status == status, Job.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None, **(values or {}))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def note_upstream_ids(session: Session, accepted: Sequence[tuple[str, str]], *, owner: str) -> None:
+    """Write MetaChat's task ids onto still-leased queued jobs, ahead of their transition.
+
+    Committed on its own the moment answers land, it shrinks the window in which a crash loses
+    an accepted submit to one tiny statement: a job abandoned with its task id noted is
+    recovered as running by maintenance instead of being failed as uncertain.
+    """
+    if not accepted:
+        return
+    table = Job.metadata.tables["jobs"]
+    session.execute(
+        update(table)
+        .where(
+            table.c.id == bindparam("job_id"),
+            table.c.status == QUEUED,
+            table.c.lease_owner == owner,
+        )
+        .values(upstream_task_id=bindparam("task_id")),
+        [{"job_id": job_id, "task_id": task_id} for job_id, task_id in accepted],
+    )
+
+
+def running_counts(session: Session) -> dict[str, int]:
+    """Jobs running upstream, by provider: the base of the in-flight cap."""
+    rows = session.execute(
+        select(Job.provider, func.count()).where(Job.status == RUNNING).group_by(Job.provider)
+    ).all()
+    return {provider: int(count) for provider, count in rows}
+
+
+def abandoned_submits(session: Session, *, now: dt.datetime, limit: int) -> list[Job]:
+    """Queued rows whose submitter vanished mid-call (lease expired, owner still set), locked."""
+    return list(
+        session.execute(
+            select(Job)
+            .where(
+                Job.status == QUEUED,
+                Job.lease_owner.is_not(None),
+                Job.lease_until.is_not(None),
+                Job.lease_until < now,
+            )
+            .order_by(Job.lease_until)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        ).scalars()
+    )
+
+
+def clear_expired_leases(session: Session, *, statuses: Sequence[str], now: dt.datetime) -> int:
+    """Forget expired leases on rows of ``statuses`` (their owners died; the rows stay due)."""
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.status.in_(list(statuses)),
+            Job.lease_until.is_not(None),
+            Job.lease_until < now,
+        )
+        .values(lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

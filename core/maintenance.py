@@ -1,0 +1,460 @@
+"""Housekeeping that keeps the jobs table honest, run by the maintenance tick.
+
+- **Abandoned submits.** A queued job whose lease ran out while ``lease_owner`` is still set was
+  being submitted by a worker that died (or lost its database) before recording MetaChat's
+  answer. MetaChat may have created, and will charge, that task: we cannot know, and it offers no
+  way to look a task up by anything but its id. So the job fails with ``submit_uncertain``
+  (an operator may retry it knowingly), unless ``RESUBMIT_ON_UNCERTAIN`` is on, in which case it
+  is queued again and may be paid for twice. A job the worker can prove never started sending
+  (see `worker.sending`) is simply queued again, and one whose task id the worker had
+  already noted (in Redis, or in the row by `claims.note_upstream_ids`) is simply running.
+- **Expired leases** on running and timed-out jobs are cleared; the rows are due again.
+- **Deadlines.** Running jobs past ``deadline_at`` become ``timed_out`` (``deadline_exceeded``),
+  keeping their upstream task id; the reconcile pass keeps looking at them for a while.
+- **Batches** with no queued or running job left become ``completed``, with their
+  ``batch.completed`` webhook queued in the same transaction.
+- **Pruning**: terminal jobs (and their events) finished longer than ``RETENTION_DAYS`` ago,
+  finished webhook deliveries as old, emptied batches, idempotency keys older than
+  ``IDEMPOTENCY_TTL_HOURS``, a bounded number of rows per run.
+
+Each step is its own short transaction, so a crash in one loses nothing of the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from core import claims
+from core.db import Database
+from core.outbox import enqueue_batch_completed
+from core.schedule import PollPlanner
+from core.settings import Settings
+from core.submission import get_catalogue
+from core.tables import (
+    BATCH_CANCELLED,
+    BATCH_COMPLETED,
+    BATCH_RUNNING,
+    DELIVERY_DEAD,
+    DELIVERY_SUCCEEDED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    TERMINAL_STATUSES,
+    TIMED_OUT,
+    Batch,
+    IdempotencyKey,
+    Job,
+    JobEvent,
+    WebhookAttempt,
+    WebhookDelivery,
+    utcnow,
+)
+from core.transitions import record_event, transition
+
+log = logging.getLogger(__name__)
+
+SUBMIT_UNCERTAIN = "submit_uncertain"
+DEADLINE_EXCEEDED = "deadline_exceeded"
+
+SWEEP_LIMIT = 500
+# Typical upstream seconds of a model the catalogue no longer knows (for its deadline).
+DEFAULT_EXPECTED_SECONDS = 60.0
+
+
+class SubmitWitness(Protocol):
+    """What the workers recorded outside the database about their submits (in Redis, see
+    `worker.sending`): which never left, and which MetaChat accepted with which id."""
+
+    def never_sent(self, job_ids: Iterable[str]) -> set[str]: ...
+
+    def task_ids(self, job_ids: Iterable[str]) -> dict[str, str]: ...
+
+
+PRUNE_CHUNK = 1000
+
+
+@dataclass
+class AbandonedSubmits:
+    """Abandoned submits resolved: failed as uncertain, queued again, or found running."""
+
+    failed: int = 0
+    requeued: int = 0
+    recovered: int = 0
+
+
+@dataclass
+class MaintenanceReport:
+    """What one maintenance run changed."""
+
+    abandoned_failed: int = 0
+    abandoned_requeued: int = 0
+    abandoned_recovered: int = 0
+    leases_cleared: int = 0
+    timed_out: int = 0
+    batches_completed: int = 0
+    pruned: dict[str, int] = field(default_factory=dict)
+
+
+def time_out_job(
+    session: Session,
+    job_id: str,
+    *,
+    submitted_at: dt.datetime | None,
+    deadline_at: dt.datetime | None,
+    upstream_task_id: str | None,
+    now: dt.datetime,
+    reconcile_at: dt.datetime | None,
+    values: Mapping[str, Any] | None = None,
+) -> Job | None:
+    """Move a running job past its deadline to ``timed_out``; None if it is no longer running.
+
+    ``reconcile_at``: when the reconcile pass should look at the upstream task again.
+    """
+    allowed = ""
+    if deadline_at is not None and submitted_at is not None:
+        allowed = f" within {(deadline_at - submitted_at).total_seconds():.0f} s"
+    return transition(
+        session,
+        job_id,
+        from_status=RUNNING,
+        to_status=TIMED_OUT,
+        reason=DEADLINE_EXCEEDED,
+        values={
+            **(values or {}),
+            "error_code": DEADLINE_EXCEEDED,
+            "error_message": f"MetaChat did not finish the task{allowed}",
+            "due_at": reconcile_at,
+        },
+        detail={"upstream_task_id": upstream_task_id},
+        now=now,
+    )
+
+
+def settle_abandoned_submits(
+    session: Session,
+    *,
+    now: dt.datetime,
+    resubmit: bool,
+    planner: PollPlanner,
+    witness: SubmitWitness | None = None,
+    limit: int = SWEEP_LIMIT,
+) -> AbandonedSubmits:
+    """Resolve submits whose worker died holding them (see the module docstring)."""
+    outcome = AbandonedSubmits()
+    abandoned = claims.abandoned_submits(session, now=now, limit=limit)
+    unknown = [job.id for job in abandoned if not job.upstream_task_id]
+    noted = witness.task_ids(unknown) if witness and unknown else {}
+    unsent = witness.never_sent(unknown) if witness and unknown else set()
+    for job in abandoned:
+        detail: dict[str, object] = {"lease_owner": job.lease_owner, "attempts": job.attempts}
+        task_id = job.upstream_task_id or noted.get(job.id)
+        if task_id:
+            outcome.recovered += _recover_submitted(session, job, task_id, now=now, planner=planner)
+        elif resubmit or job.id in unsent:
+            detail["never_sent"] = job.id in unsent
+            session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.status == QUEUED)
+                .values(lease_owner=None, lease_until=None, due_at=now, updated_at=now)
+            )
+            record_event(
+                session, job.id, status=QUEUED, reason="submit_abandoned", detail=detail, now=now
+            )
+            outcome.requeued += 1
+        else:
+            moved = transition(
+                session,
+                job.id,
+                from_status=QUEUED,
+                to_status=FAILED,
+                reason=SUBMIT_UNCERTAIN,
+                values={
+                    "error_code": SUBMIT_UNCERTAIN,
+                    "error_message": (
+                        "the worker submitting this job stopped before recording MetaChat's "
+                        "answer; the task may exist upstream and be charged"
+                    ),
+                },
+                detail=detail,
+                now=now,
+            )
+            outcome.failed += moved is not None
+    if outcome.failed or outcome.requeued or outcome.recovered:
+        log.warning(
+            "abandoned submits: %d failed as %s, %d queued again, %d recovered",
+            outcome.failed,
+            SUBMIT_UNCERTAIN,
+            outcome.requeued,
+            outcome.recovered,
+        )
+    return outcome
+
+
+def _recover_submitted(
+    session: Session, job: Job, task_id: str, *, now: dt.datetime, planner: PollPlanner
+) -> int:
+    """The dead worker had noted MetaChat's task id: the job is simply running."""
+    try:
+        expected = get_catalogue().action(job.model, job.action).expected_seconds
+    except ValueError:
+        expected = DEFAULT_EXPECTED_SECONDS
+    deadline = planner.deadline_seconds(
+        provider=job.provider,
+        model=job.model,
+        action=job.action,
+        expected_seconds=expected,
+        requested=job.deadline_seconds,
+    )
+    moved = transition(
+        session,
+        job.id,
+        from_status=QUEUED,
+        to_status=RUNNING,
+        reason="submit_recovered",
+        values={
+            "upstream_task_id": task_id,
+            # the real submit time is unknown, but no later than the lease was taken
+            "submitted_at": now,
+            "attempts": Job.attempts + 1,
+            "deadline_at": now + dt.timedelta(seconds=deadline),
+            "due_at": now,
+            "lease_owner": None,
+            "lease_until": None,
+        },
+        detail={"upstream_task_id": task_id, "lease_owner": job.lease_owner},
+        now=now,
+    )
+    return int(moved is not None)
+
+
+def time_out_overdue(
+    session: Session, *, now: dt.datetime, planner: PollPlanner, limit: int = SWEEP_LIMIT
+) -> int:
+    """Time out unleased running jobs whose deadline has passed."""
+    overdue = session.execute(
+        select(Job)
+        .where(
+            Job.status == RUNNING,
+            Job.deadline_at.is_not(None),
+            Job.deadline_at < now,
+            Job.lease_owner.is_(None),
+        )
+        .order_by(Job.deadline_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    ).scalars()
+    count = 0
+    for job in list(overdue):
+        reconcile_at = now + dt.timedelta(seconds=planner.reconcile_interval())
+        moved = time_out_job(
+            session,
+            job.id,
+            submitted_at=job.submitted_at,
+            deadline_at=job.deadline_at,
+            upstream_task_id=job.upstream_task_id,
+            now=now,
+            reconcile_at=reconcile_at,
+        )
+        count += moved is not None
+    return count
+
+
+def _unfinished_batch() -> ColumnElement[bool]:
+    """Running batches, and cancelled ones whose last running job has not ended yet."""
+    return or_(
+        Batch.status == BATCH_RUNNING,
+        and_(Batch.status == BATCH_CANCELLED, Batch.finished_at.is_(None)),
+    )
+
+
+def _has_active_jobs(batch_id: Any) -> ColumnElement[bool]:
+    return (
+        select(Job.id).where(Job.batch_id == batch_id, Job.status.in_((QUEUED, RUNNING))).exists()
+    )
+
+
+def complete_batches(session: Session, *, now: dt.datetime) -> int:
+    """Finish batches with no queued or running job and queue their `batch.completed`.
+
+    A running batch becomes ``completed``; a cancelled one keeps its status and gets its
+    ``finished_at``. The candidates are locked first (cancel and retry lock the batch row too),
+    then checked again in a statement of their own: on PostgreSQL that statement reads a fresh
+    snapshot, so jobs a concurrent retry committed while we waited are seen and the batch stays
+    open.
+    """
+    candidates = session.scalars(
+        select(Batch)
+        .where(_unfinished_batch(), ~_has_active_jobs(Batch.id))
+        .order_by(Batch.id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    ).all()
+    finished = 0
+    for candidate in candidates:
+        if session.scalar(select(_has_active_jobs(candidate.id))):
+            continue
+        status = BATCH_COMPLETED if candidate.status == BATCH_RUNNING else BATCH_CANCELLED
+        batch = session.execute(
+            update(Batch)
+            .where(Batch.id == candidate.id, _unfinished_batch())
+            .values(status=status, finished_at=now)
+            .returning(Batch)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        ).scalar_one_or_none()
+        if batch is not None:
+            enqueue_batch_completed(session, batch, at=now)
+            finished += 1
+    return finished
+
+
+def prune(session: Session, *, now: dt.datetime, settings: Settings) -> dict[str, int]:
+    """Delete what is older than the retention settings, at most `PRUNE_CHUNK` rows per kind."""
+    cutoff = now - dt.timedelta(days=settings.retention_days)
+    counts: dict[str, int] = {}
+
+    old_jobs = list(
+        session.execute(
+            select(Job.id)
+            .where(Job.status.in_(TERMINAL_STATUSES), Job.finished_at < cutoff)
+            .limit(PRUNE_CHUNK)
+        ).scalars()
+    )
+    if old_jobs:
+        session.execute(delete(JobEvent).where(JobEvent.job_id.in_(old_jobs)))
+        session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.job_id.in_(old_jobs)).values(job_id=None)
+        )
+        counts["jobs"] = _rowcount(session.execute(delete(Job).where(Job.id.in_(old_jobs))))
+
+    old_deliveries = list(
+        session.execute(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.state.in_((DELIVERY_SUCCEEDED, DELIVERY_DEAD)),
+                WebhookDelivery.updated_at < cutoff,
+            )
+            .limit(PRUNE_CHUNK)
+        ).scalars()
+    )
+    if old_deliveries:
+        session.execute(
+            delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(old_deliveries))
+        )
+        counts["webhook_deliveries"] = _rowcount(
+            session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(old_deliveries)))
+        )
+
+    has_jobs = select(Job.id).where(Job.batch_id == Batch.id).exists()
+    has_deliveries = select(WebhookDelivery.id).where(WebhookDelivery.batch_id == Batch.id).exists()
+    old_batches = list(
+        session.execute(
+            select(Batch.id)
+            .where(
+                Batch.status != BATCH_RUNNING,
+                Batch.finished_at < cutoff,
+                ~has_jobs,
+                ~has_deliveries,
+            )
+            .limit(PRUNE_CHUNK)
+        ).scalars()
+    )
+    if old_batches:
+        counts["batches"] = _rowcount(
+            session.execute(delete(Batch).where(Batch.id.in_(old_batches)))
+        )
+
+    key_cutoff = now - dt.timedelta(hours=settings.idempotency_ttl_hours)
+    old_keys = list(
+        session.execute(
+            select(IdempotencyKey.id)
+            .where(IdempotencyKey.created_at < key_cutoff)
+            .limit(PRUNE_CHUNK)
+        ).scalars()
+    )
+    if old_keys:
+        counts["idempotency_keys"] = _rowcount(
+            session.execute(delete(IdempotencyKey).where(IdempotencyKey.id.in_(old_keys)))
+        )
+    return counts
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def pending_work(session: Session, *, now: dt.datetime) -> set[str]:
+    """Which steps have anything to do, read cheaply so an idle pass takes no write lock."""
+    lease_expired = and_(Job.lease_until.is_not(None), Job.lease_until < now)
+    checks = {
+        "abandoned": and_(Job.status == QUEUED, Job.lease_owner.is_not(None), lease_expired),
+        "leases": and_(Job.status.in_((RUNNING, TIMED_OUT)), lease_expired),
+        "deadlines": and_(
+            Job.status == RUNNING,
+            Job.deadline_at.is_not(None),
+            Job.deadline_at < now,
+            Job.lease_owner.is_(None),
+        ),
+    }
+    due = {
+        name
+        for name, where in checks.items()
+        if session.execute(select(Job.id).where(where).limit(1)).first()
+    }
+    finished = select(Batch.id).where(_unfinished_batch(), ~_has_active_jobs(Batch.id)).limit(1)
+    if session.execute(finished).first():
+        due.add("batches")
+    return due
+
+
+def run_maintenance(
+    db: Database,
+    settings: Settings,
+    *,
+    now: dt.datetime | None = None,
+    planner: PollPlanner | None = None,
+    include_prune: bool = True,
+    witness: SubmitWitness | None = None,
+) -> MaintenanceReport:
+    """One maintenance pass; every step commits on its own. ``witness`` tells abandoned
+    submits that never left (re-queued) or were accepted (running) from those that may have
+    been sent (``submit_uncertain``)."""
+    now = now or utcnow()
+    planner = planner or PollPlanner(settings.poll_schedules, time_scale=settings.poll_time_scale)
+    report = MaintenanceReport()
+    with db.read_session() as session:
+        due = pending_work(session, now=now)
+    if "abandoned" in due:
+        with db.session() as session:
+            abandoned = settle_abandoned_submits(
+                session,
+                now=now,
+                resubmit=settings.resubmit_on_uncertain,
+                planner=planner,
+                witness=witness,
+            )
+        report.abandoned_failed = abandoned.failed
+        report.abandoned_requeued = abandoned.requeued
+        report.abandoned_recovered = abandoned.recovered
+    if "leases" in due:
+        with db.session() as session:
+            report.leases_cleared = claims.clear_expired_leases(
+                session, statuses=(RUNNING, TIMED_OUT), now=now
+            )
+    if "deadlines" in due:
+        with db.session() as session:
+            report.timed_out = time_out_overdue(session, now=now, planner=planner)
+    if "batches" in due:
+        with db.session() as session:
+            report.batches_completed = complete_batches(session, now=now)
+    if include_prune:
+        with db.session() as session:
+            report.pruned = prune(session, now=now, settings=settings)
+    return report

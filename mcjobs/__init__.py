@@ -1,1 +1,0 @@
-"""MetaChat Jobs: job orchestration in front of MetaChat's media API."""

@@ -1,5 +1,0 @@
-"""Routes: the operator dashboard (`/dashboard`). See `pages`."""
-
-from mcjobs.api.routes.dashboard.pages import router
-
-__all__ = ["router"]

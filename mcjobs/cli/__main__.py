@@ -1,3 +1,0 @@
-from mcjobs.cli.main import main
-
-main()

@@ -1,0 +1,183 @@
+"""The async MetaChat client: the only code that sends bytes to MetaChat.
+
+One `MetaChatClient` wraps one long-lived ``httpx.AsyncClient`` made by `make_http_client`; the
+caller owns (and closes) the HTTP client. Tests and the simulator swap the transport::
+
+    http = make_http_client(transport=httpx.MockTransport(handler))
+    client = MetaChatClient(http, build_catalogue(), base_url="http://127.0.0.1:9000/open/v1",
+                            api_key="sk-...", app_id=None)
+    task_id = await client.submit(SubmitRequest(model="mj-v7", action="imagine", prompt="..."))
+    task = await client.fetch("mj-v7", "imagine", task_id)
+
+Every failure is an `UpstreamError` subclass from `metachat.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from metachat import normalise
+from metachat.bodies import submit_body
+from metachat.catalogue import Catalogue
+from metachat.envelope import read_envelope
+from metachat.errors import UpstreamTransient, UpstreamUncertain
+from metachat.tasks import SubmitRequest, UpstreamTask, UsageRecord
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "mcjobs-metachat/1"
+REDACTED = "[redacted]"
+
+# httpx raises these before any byte of the request reached the server.
+_NOT_SENT: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
+def make_http_client(
+    *,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+    write_timeout: float = 30.0,
+    pool_timeout: float = 5.0,
+    max_connections: int = 50,
+    max_keepalive_connections: int = 20,
+    keepalive_expiry: float = 30.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+    trust_env: bool = True,
+) -> httpx.AsyncClient:
+    """The one factory for the HTTP client MetaChat calls go through.
+
+    Every timeout is explicit (httpx's 5 s default for everything would cut off slow submits),
+    redirects are never followed, and connections are pooled for reuse across pump ticks.
+    Create it on the event loop that will use it.
+    """
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=write_timeout, pool=pool_timeout
+        ),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_keepalive_connections,
+            keepalive_expiry=keepalive_expiry,
+        ),
+        follow_redirects=False,
+        transport=transport,
+        trust_env=trust_env,
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+class MetaChatClient:
+    """Submit tasks, fetch their state, read the account; answers in our vocabulary."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        catalogue: Catalogue,
+        *,
+        base_url: str,
+        api_key: str | None,
+        app_id: str | None = None,
+    ) -> None:
+        self._http = http
+        self._catalogue = catalogue
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Accept": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        if app_id:
+            self._headers["X-App-ID"] = app_id
+        # Short values would mangle ordinary words if scrubbed; real keys are long.
+        self._secrets = tuple(s for s in (api_key, app_id) if s and len(s) >= 8)
+
+    def __repr__(self) -> str:
+        return f"MetaChatClient(base_url={self._base_url!r})"
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self._catalogue
+
+    async def submit(self, request: SubmitRequest) -> str:
+        """Create one upstream task and return its id.
+
+        `UpstreamUncertain` here means the task may exist and be charged: do not resubmit
+        blindly. `UpstreamTransient` with ``sent=False`` is always safe to retry.
+        """
+        action = self._catalogue.action(request.model, request.action)
+        body = submit_body(action, request)
+        data = await self._call("POST", action.submit_path, json=body, fetching=False)
+        return normalise.submitted_task_id(data)
+
+    async def fetch(self, model: str, action: str, task_id: str) -> UpstreamTask:
+        """The task's current state. Every retryable error (``is_retryable``) is safe to retry."""
+        spec = self._catalogue.action(model, action)
+        data = await self._call("GET", spec.result_path_for(task_id), fetching=True)
+        return normalise.upstream_task(data, task_id=task_id, result_field=spec.result_field)
+
+    async def balance(self) -> int | None:
+        """The account's API points, rounded down; None when MetaChat does not say."""
+        data = await self._call("GET", self._catalogue.balance_path, fetching=False)
+        return normalise.balance_points(data)
+
+    async def usage_records(self, page: int = 1, size: int = 50) -> list[UsageRecord]:
+        """One page (1-based) of the account's point usage."""
+        data = await self._call(
+            "GET",
+            self._catalogue.usage_path,
+            params={"page": page, "size": size},
+            fetching=False,
+        )
+        return normalise.usage_records(data)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        fetching: bool,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        url = f"{self._base_url}/{path}"
+        started = time.monotonic()
+        try:
+            response = await self._http.request(
+                method, url, json=json, params=params, headers=self._headers
+            )
+        except _NOT_SENT as exc:
+            raise UpstreamTransient(
+                f"could not reach MetaChat: {self._redact(_describe(exc))}", sent=False
+            ) from exc
+        except httpx.RequestError as exc:
+            raise UpstreamUncertain(
+                f"no answer from MetaChat after sending {method} {path}: "
+                f"{self._redact(_describe(exc))}"
+            ) from exc
+        logger.debug(
+            "metachat %s %s -> %s in %.3fs",
+            method,
+            path,
+            response.status_code,
+            time.monotonic() - started,
+        )
+        return read_envelope(response, fetching=fetching, redact=self._redact)
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+def _describe(exc: Exception) -> str:
+    detail = str(exc).strip()
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

@@ -1,0 +1,192 @@
+"""What the catalogue is made of: one `ModelSpec` per upstream model, one `ActionSpec` per verb.
+
+These are plain frozen records; `metachat.catalogue` fills them from the default table and
+the operator's overrides, and `metachat.validation` checks a job spec against them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote
+
+from metachat.params import Params
+
+Provider = Literal["midjourney", "flux", "z-image", "seedream", "grok"]
+"""Our provider vocabulary: the unit of rate limits and stats."""
+
+PROVIDERS: tuple[Provider, ...] = ("midjourney", "flux", "z-image", "seedream", "grok")
+
+Family = Literal["midjourney", "image", "video"]
+"""The upstream endpoint family a model is served by."""
+
+ResultField = Literal["image_url", "image_urls", "video_url", "prompts"]
+"""The field of the upstream task object that carries an action's output."""
+
+Produces = Literal["grid", "image", "images", "video", "prompts"]
+"""What a finished task holds: a 2x2 Midjourney grid, one image, a list of images, ..."""
+
+BodyShape = Literal["generate", "follow_up"]
+"""How the submit body is built.
+
+``generate``: ``{model, prompt?, params?, images?}``.
+``follow_up``: ``{id: <source task id>, index?, **params}`` for Midjourney transforms.
+"""
+
+
+@dataclass(frozen=True)
+class PromptRule:
+    """Whether an action takes a prompt, and how long it may be."""
+
+    allowed: bool
+    required: bool
+    max_chars: int = 5000
+
+    def as_json(self) -> dict[str, Any]:
+        return {"allowed": self.allowed, "required": self.required, "max_chars": self.max_chars}
+
+
+NO_PROMPT = PromptRule(allowed=False, required=False)
+PROMPT_REQUIRED = PromptRule(allowed=True, required=True)
+PROMPT_OPTIONAL = PromptRule(allowed=True, required=False)
+
+
+@dataclass(frozen=True)
+class ImageRule:
+    """How many reference images an action takes and in which forms.
+
+    ``allow_data_url`` admits ``data:image/...;base64,...`` URLs in ``images[].url``; the client
+    sends those upstream as ``{b64, type, size}`` objects.
+    """
+
+    min_count: int = 0
+    max_count: int = 0
+    noun: str = "image"
+    allow_data_url: bool = False
+    max_data_url_bytes: int = 4 * 1024 * 1024
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "what": self.noun,
+            "min": self.min_count,
+            "max": self.max_count,
+            "http_url": self.max_count > 0,
+            "data_url": self.allow_data_url and self.max_count > 0,
+        }
+
+
+NO_IMAGES = ImageRule()
+
+
+@dataclass(frozen=True)
+class SourceRule:
+    """A follow-up's link to an earlier job.
+
+    ``from_actions`` lists the source actions whose output this action can work on (an upscale
+    needs a split tile, a split needs a grid). ``replaces_images``: with a source, ``images`` must
+    be empty because the source provides the picture.
+    """
+
+    required: bool
+    needs_index: bool
+    from_actions: frozenset[str]
+    replaces_images: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "required": self.required,
+            "index": {"min": 1, "max": 4} if self.needs_index else None,
+            "from_actions": sorted(self.from_actions),
+        }
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One verb of one model: where it is sent, what it accepts and what it produces."""
+
+    name: str
+    submit_path: str
+    result_path: str
+    params_model: type[Params]
+    prompt: PromptRule
+    images: ImageRule
+    source: SourceRule | None
+    body: BodyShape
+    result_field: ResultField
+    produces: Produces
+    expected_seconds: float
+    price_points: int | None
+
+    @property
+    def needs_source(self) -> bool:
+        return self.source is not None and self.source.required
+
+    @property
+    def needs_index(self) -> bool:
+        return self.source is not None and self.source.needs_index
+
+    def result_path_for(self, task_id: str) -> str:
+        """The poll path for one upstream task id (the id is percent-encoded)."""
+        return self.result_path.replace("{id}", quote(task_id, safe=""))
+
+    def params_json_schema(self) -> dict[str, Any]:
+        return self.params_model.model_json_schema()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "params": self.params_json_schema(),
+            "prompt": self.prompt.as_json(),
+            "images": self.images.as_json(),
+            "source": self.source.as_json() if self.source else None,
+            "result_field": self.result_field,
+            "produces": self.produces,
+            "expected_seconds": self.expected_seconds,
+            "price_points": self.price_points,
+        }
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One upstream model id and the actions it offers."""
+
+    id: str
+    provider: Provider
+    family: Family
+    title: str
+    default_action: str
+    actions: Mapping[str, ActionSpec]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "family": self.family,
+            "title": self.title,
+            "default_action": self.default_action,
+            "actions": [spec.as_json() for spec in self.actions.values()],
+        }
+
+
+@dataclass(frozen=True)
+class ValidatedSpec:
+    """A job spec the catalogue accepted, with defaults filled in, ready to store and submit.
+
+    ``params`` is the validated params model dumped to JSON (unset optional keys left out,
+    meaningful defaults such as FLUX ``mode`` included). ``images`` is ``[{"url": ...}]`` as given.
+    """
+
+    provider: Provider
+    family: Family
+    model: str
+    action: str
+    prompt: str | None
+    params: dict[str, Any]
+    images: list[dict[str, Any]]
+    has_source: bool
+    source_index: int | None
+    result_field: ResultField
+    produces: Produces
+    expected_seconds: float
+    price_points: int | None

@@ -1,0 +1,25 @@
+"""The ``error.code`` values the pumps write (API.md lists the public ones)."""
+
+from __future__ import annotations
+
+from core.budget import BUDGET_EXCEEDED
+from core.maintenance import DEADLINE_EXCEEDED, SUBMIT_UNCERTAIN
+
+UPSTREAM_REJECTED = "upstream_rejected"
+UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+UPSTREAM_FAILED = "upstream_failed"
+INVALID_UPSTREAM_RESPONSE = "invalid_upstream_response"
+SOURCE_FAILED = "source_failed"
+INVALID_JOB = "invalid_job"
+
+__all__ = [
+    "BUDGET_EXCEEDED",
+    "DEADLINE_EXCEEDED",
+    "INVALID_JOB",
+    "INVALID_UPSTREAM_RESPONSE",
+    "SOURCE_FAILED",
+    "SUBMIT_UNCERTAIN",
+    "UPSTREAM_FAILED",
+    "UPSTREAM_REJECTED",
+    "UPSTREAM_UNAVAILABLE",
+]

@@ -1,0 +1,151 @@
+"""Per-process worker state: one event loop, one ``httpx.AsyncClient``, one pump context.
+
+An ``httpx.AsyncClient`` belongs to the loop it first ran on, so each prefork child makes its own
+loop at ``worker_process_init`` and runs every tick on it with ``run_until_complete``: the
+keep-alive connections to MetaChat survive from tick to tick. Ticks never overlap within a
+process (a second one arriving while one runs is skipped: the next beat brings another).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import redis
+
+from core.db import Database, get_database
+from core.settings import Settings, get_settings
+from metachat.client import make_http_client
+from worker.context import PumpContext, build_pump_context, lease_seconds
+from worker.sending import SubmitTrail, install_send_tracer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Pruning scans old rows; once every ten minutes per process is plenty.
+PRUNE_EVERY_SECONDS = 600.0
+# A submit's trail must outlive its lease until maintenance has looked at the abandoned job.
+TRAIL_EXTRA_SECONDS = 600.0
+
+
+class WorkerProcess:
+    """Everything one worker process keeps between ticks.
+
+    The deliver pump receives this object: it has ``db``, ``settings``, ``owner``, ``loop`` and a
+    ``webhook_sender`` made on first use by ``worker.deliver.make_sender``.
+    """
+
+    def __init__(self, settings: Settings, *, db: Database | None = None) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.db = db or get_database()
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        self.http: httpx.AsyncClient = self.loop.run_until_complete(self._make_http())
+        self.pumps: PumpContext = build_pump_context(
+            settings, http=self.http, db=self.db, redis_client=self.redis
+        )
+        # httpx's own transport reports when a request starts to leave: see sending.py.
+        self.pumps.trail = SubmitTrail(
+            self.redis, ttl_seconds=lease_seconds(settings) + TRAIL_EXTRA_SECONDS
+        )
+        install_send_tracer(self.http, self.pumps.trail)
+        self.owner = self.pumps.owner
+        self._webhook_sender: Any = None
+        self._busy = threading.Lock()
+        self._last_run: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        return f"WorkerProcess(owner={self.owner!r})"
+
+    async def _make_http(self) -> httpx.AsyncClient:
+        settings = self.settings
+        return make_http_client(
+            connect_timeout=settings.metachat_connect_timeout,
+            read_timeout=settings.metachat_read_timeout,
+            max_connections=settings.metachat_max_connections,
+        )
+
+    @property
+    def webhook_sender(self) -> Any:
+        if self._webhook_sender is None:
+            from worker import deliver
+
+            self._webhook_sender = deliver.make_sender(self.settings)
+        return self._webhook_sender
+
+    def due_every(self, name: str, seconds: float) -> bool:
+        """True at most once every `seconds` for `name` (and on the first call)."""
+        now = time.monotonic()
+        if now - self._last_run.get(name, float("-inf")) < seconds:
+            return False
+        self._last_run[name] = now
+        return True
+
+    def prune_due(self) -> bool:
+        return self.due_every("prune", PRUNE_EVERY_SECONDS)
+
+    def run_tick(self, name: str, tick: Callable[[], object]) -> object:
+        """Run one tick on this process's loop; None when another tick is still running."""
+        if not self._busy.acquire(blocking=False):
+            log.debug("%s skipped: a tick is running in this process", name)
+            return None
+        try:
+            result = tick()
+            if inspect.isawaitable(result):
+                return self.loop.run_until_complete(_awaited(result))
+            return result
+        finally:
+            self._busy.release()
+
+    def close(self) -> None:
+        """Close the clients on their own loop, then the loop."""
+        try:
+            self.loop.run_until_complete(self.http.aclose())
+            sender = self._webhook_sender
+            closer = getattr(sender, "aclose", None) or getattr(sender, "close", None)
+            if closer is not None:
+                result = closer()
+                if inspect.isawaitable(result):
+                    self.loop.run_until_complete(result)
+        finally:
+            self.redis.close()
+            self.loop.close()
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+_process: WorkerProcess | None = None
+_process_lock = threading.Lock()
+
+
+def current_process() -> WorkerProcess:
+    """This process's state, made on first use (prefork children make it at start)."""
+    global _process
+    with _process_lock:
+        if _process is None:
+            _process = WorkerProcess(get_settings())
+        return _process
+
+
+def start_process() -> WorkerProcess:
+    return current_process()
+
+
+def stop_process() -> None:
+    global _process
+    with _process_lock:
+        process, _process = _process, None
+    if process is not None:
+        try:
+            process.close()
+        except Exception:  # shutting down: nothing left to protect
+            log.warning("worker process state did not close cleanly", exc_info=True)

@@ -1,14 +1,23 @@
-"""Alembic environment: runs against the connection or URL handed over by `core.migrate`."""
+"""Alembic environment.
+
+`mcjobs migrate` (`core.migrate`) hands over a connection; plain `alembic upgrade head` or
+`alembic check` from the repository root (`alembic.ini`) migrates the service's `DATABASE_URL`.
+"""
 
 from __future__ import annotations
+
+from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import Connection
 
 from core.db import make_engine
+from core.settings import Settings
 from core.tables import metadata
 
 config = context.config
+if config.config_file_name is not None and config.attributes.get("connection") is None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def _run(connection: Connection) -> None:
@@ -27,7 +36,8 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
+    url = config.get_main_option("sqlalchemy.url") or Settings().database_url
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             _run(conn)

@@ -38,9 +38,12 @@ def _code_expressions(tree: ast.AST) -> Iterator[ast.expr]:
                     yield value
         elif isinstance(node, ast.keyword) and node.arg in ("error_code", "code"):
             yield node.value
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if node.value.id == "codes":
-                yield node
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "codes"
+        ):
+            yield node
 
 
 def _resolve(expr: ast.expr, module: ModuleType) -> str | None:

@@ -113,15 +113,17 @@ def _dev_key(db: Database, var: Path) -> str:
 
 
 def up(
-    api_port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    api_port: Annotated[int, typer.Option(metavar="PORT", help="API port.")] = 8000,
     sim_port: Annotated[
-        int, typer.Option(help="Simulator port (when no METACHAT_API_KEY).")
+        int, typer.Option(metavar="PORT", help="Simulator port (when no METACHAT_API_KEY).")
     ] = 8090,
     redis_port: Annotated[
-        int, typer.Option(help="Embedded Redis port (when no REDIS_URL).")
+        int, typer.Option(metavar="PORT", help="Embedded Redis port (when no REDIS_URL).")
     ] = 6399,
-    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
-    sim_profile: Annotated[str, typer.Option(help="Simulator timing profile.")] = "realistic",
+    concurrency: Annotated[int, typer.Option(metavar="N", help="Worker processes.")] = 2,
+    sim_profile: Annotated[
+        str, typer.Option(metavar="PROFILE", help="realistic, fast, instant or flaky.")
+    ] = "realistic",
 ) -> None:
     """Start everything: Redis (embedded), database, simulator, API, worker and beat."""
     var = Path("var")

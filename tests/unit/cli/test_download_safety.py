@@ -97,7 +97,7 @@ def test_the_manifest_has_no_cell_that_starts_a_formula(tmp_path: Path) -> None:
         result=None,
         model="=cmd|' /C calc'!A0",
         action="+SUM(1,2)",
-        error={"code": "@upstream", "message": "=HYPERLINK(\"https://evil.test\")"},
+        error={"code": "@upstream", "message": '=HYPERLINK("https://evil.test")'},
     )
     with httpx.Client(transport=_serving("image/png")) as client:
         download_results([hostile], tmp_path, client=client)

@@ -21,8 +21,9 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(VENV)/.installed $@
 
+# Options go through to `mcjobs up`, e.g. `make run ARGS="--redis-port=6400 --api-port=8001"`.
 run: $(VENV)/.installed
-	$(BIN)/mcjobs up
+	$(BIN)/mcjobs up $(ARGS)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest

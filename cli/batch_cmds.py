@@ -17,19 +17,23 @@ from cli.console import (
     err,
     fail,
     id_table,
-    out,
     print_batch,
     print_json,
+    print_table,
     short_time,
 )
 from cli.download import download_results
 from cli.flags import (
     ActionOpt,
+    AllOpt,
+    CursorOpt,
     DeadlineOpt,
     DownloadOpt,
     IntervalOpt,
     JsonOpt,
     KeyOpt,
+    LimitOpt,
+    ListJsonOpt,
     MetaOpt,
     ModelOpt,
     NameOpt,
@@ -42,12 +46,15 @@ from cli.flags import (
     check_template,
     common_fields,
 )
+from cli.helptext import CommandGroup
 from cli.http import ApiClient, ApiError
 from cli.progress import FINISHED, WaitTimedOut, wait_for_batch
 from cli.specfile import SpecFileError, read_specs
 
 batch_app = typer.Typer(
-    help="Batches: submit a file of specs, watch, download.", no_args_is_help=True
+    cls=CommandGroup,
+    help="Batches: submit a file of specs, watch, download.",
+    no_args_is_help=True,
 )
 
 
@@ -125,18 +132,24 @@ def batch_submit(
     deadline: DeadlineOpt = None,
     webhook_url: Annotated[
         str | None,
-        typer.Option("--webhook-url", help="The batch's webhook (and its jobs' unless set)."),
+        typer.Option(
+            "--webhook-url", metavar="URL", help="The batch's webhook (and its jobs' unless set)."
+        ),
     ] = None,
     batch_meta: Annotated[
-        list[str] | None, typer.Option("--batch-meta", help="Batch metadata NAME=VALUE.")
+        list[str] | None,
+        typer.Option("--batch-meta", metavar="NAME=VALUE", help="Batch metadata; repeatable."),
     ] = None,
     max_points: Annotated[
-        int | None, typer.Option("--max-points", help="Budget: stop submitting past it.")
+        int | None,
+        typer.Option("--max-points", metavar="POINTS", help="Budget: stop submitting past it."),
     ] = None,
     idempotency_key: Annotated[
         str | None,
         typer.Option(
-            "--idempotency-key", help="Default: derived from the batch, so a re-run resumes."
+            "--idempotency-key",
+            metavar="KEY",
+            help="Default: derived from the batch, so a re-run resumes.",
         ),
     ] = None,
     new: Annotated[
@@ -209,17 +222,25 @@ def batch_show(
 
 @batch_app.command("ls")
 def batch_ls(
-    status: Annotated[str | None, typer.Option(help="running, completed or cancelled.")] = None,
-    limit: Annotated[int, typer.Option(help="How many, newest first.", min=1, max=500)] = 20,
-    as_json: JsonOpt = False,
+    status: Annotated[
+        str | None, typer.Option(metavar="STATUS", help="running, completed or cancelled.")
+    ] = None,
+    limit: LimitOpt = 20,
+    every: AllOpt = False,
+    cursor: CursorOpt = None,
+    as_json: ListJsonOpt = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
     """List batches, newest first."""
     with connect(url, api_key) as client:
-        page = call(lambda: client.get("/v1/batches", status=status, limit=limit))
+        page = call(
+            lambda: client.listing(
+                "/v1/batches", limit=limit, cursor=cursor, every=every, status=status
+            )
+        )
     if as_json:
-        print_json(page["data"])
+        print_json(page)
         return
     table = id_table("id", "status", "done", "points", "created")
     for batch in page["data"]:
@@ -233,7 +254,7 @@ def batch_ls(
             "" if batch["cost_points"] is None else str(batch["cost_points"]),
             short_time(batch["created_at"]),
         )
-    out.print(table)
+    print_table(table)
 
 
 @batch_app.command("wait")

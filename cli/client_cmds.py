@@ -57,22 +57,28 @@ def register(app: typer.Typer) -> None:
 
 def submit(
     model: ModelOpt = None,
-    prompt: Annotated[str | None, typer.Option("--prompt", help="The prompt.")] = None,
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", metavar="TEXT", help="The prompt.")
+    ] = None,
     action: ActionOpt = None,
     param: ParamOpt = None,
     image: Annotated[
-        list[str] | None, typer.Option("--image", help="A reference image URL (repeatable).")
+        list[str] | None,
+        typer.Option("--image", metavar="URL", help="A reference image URL; repeatable."),
     ] = None,
     source: Annotated[
         str | None,
-        typer.Option("--source", help="Follow-up of JOB_ID[:TILE], e.g. job_…:2 to split."),
+        typer.Option(
+            "--source", metavar="JOB_ID[:TILE]", help="Follow-up of a job, e.g. job_…:2 to split."
+        ),
     ] = None,
     webhook_url: WebhookOpt = None,
     meta: MetaOpt = None,
     priority: PriorityOpt = None,
     deadline: DeadlineOpt = None,
     idempotency_key: Annotated[
-        str | None, typer.Option("--idempotency-key", help="Retry-safe key for this request.")
+        str | None,
+        typer.Option("--idempotency-key", metavar="KEY", help="Retry-safe key for this request."),
     ] = None,
     wait: WaitOpt = False,
     download: DownloadOpt = None,

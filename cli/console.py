@@ -23,6 +23,7 @@ from cli.specfile import SpecFileError, SpecLine
 EXIT_FAILED = 1
 EXIT_NOT_ALL_SUCCEEDED = 3
 EXIT_TIMED_OUT = 4
+UNBOUNDED_WIDTH = 100_000
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -66,7 +67,23 @@ def call(action: Callable[[], Any]) -> Any:
 
 
 def print_json(data: Any) -> None:
-    out.print_json(json.dumps(data))
+    """The API's JSON: coloured on a terminal; plain, indented text when piped (a list command
+    prints the API's whole list answer, `{"data": [...], "next_cursor": ...}`)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    if out.is_terminal:
+        out.print_json(text)
+    else:
+        typer.echo(text)
+
+
+def print_table(table: Table) -> None:
+    """A table fitted to the terminal; when piped, at its natural width so no value is cut
+    or wrapped (a script reading it sees whole model names and ids)."""
+    if out.is_terminal:
+        out.print(table)
+    else:
+        # the table does not expand, so an unbounded width is its natural width
+        Console(file=out.file, width=UNBOUNDED_WIDTH).print(table)
 
 
 def summary(job: dict[str, Any]) -> str:

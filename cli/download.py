@@ -2,19 +2,26 @@
 
 A file is named from a template over the job (``{id}``, ``{n}`` — the job's 1-based place in
 the batch — ``{model}``, ``{action}`` and any metadata key, e.g. ``{sku}-{n}``), made safe for
-file systems; a job with several images gets ``_1``, ``_2``… The extension comes from the URL or
-the response's content type. Files already on disk are kept, so a second run only fetches what
-is missing. Result URLs are fetched *without* the API key: they live on storage hosts that need
-none, and the key must not travel to them.
+file systems (never starting with ``-`` or ``.``); a job with several images gets ``_1``, ``_2``…
+Files already on disk are kept, so a second run only fetches what is missing. Result URLs are
+fetched *without* the API key: they live on storage hosts that need none, and the key must not
+travel to them.
 
-`manifest.csv` has one row per job: id, place, status, files, cost, error and metadata.
+The extension is chosen from a short list of image and video types only: the response's
+content type when it is one of them, else the URL's suffix when it is one of them, else the
+neutral ``.bin``. A storage host can therefore never make the CLI write a ``.sh``, ``.exe`` or
+``.html`` file; an unexpected type is still saved (it was paid for), just not as something a
+double-click would run.
+
+`manifest.csv` has one row per job: id, place, status, files, cost, error and metadata. Text that
+a spreadsheet would read as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return) is written with a leading ``'``, so opening the manifest runs nothing.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import mimetypes
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
@@ -38,9 +45,23 @@ MANIFEST_COLUMNS: Final = (
     "error",
     "metadata",
 )
-KNOWN_SUFFIXES: Final = frozenset(
-    {".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm", ".mov", ".txt", ".json"}
-)
+# The only extensions a result file can get: results are images and videos.
+MEDIA_TYPES: Final = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/jpg": ".jpg",
+    "image/pjpeg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "image/avif": ".avif",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+}
+MEDIA_SUFFIXES: Final = frozenset({*MEDIA_TYPES.values(), ".jpeg"})
+NEUTRAL_SUFFIX: Final = ".bin"
+# What spreadsheets treat as the start of a formula (OWASP "CSV injection").
+FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_STEM: Final = 120
 
@@ -55,7 +76,8 @@ def result_urls(job: Mapping[str, Any]) -> list[str]:
 
 
 def _safe(text: str) -> str:
-    cleaned = _UNSAFE.sub("_", text).strip("._")
+    # a leading "-" would read as an option to shell commands, a leading "." hides the file
+    cleaned = _UNSAFE.sub("_", text).lstrip("-._").rstrip("._")
     return cleaned[:MAX_STEM] or "file"
 
 
@@ -85,15 +107,20 @@ def file_stem(template: str, job: Mapping[str, Any], n: int) -> str:
     return _safe(template.format_map(values))
 
 
-def _suffix(url: str, content_type: str | None) -> str:
+def file_suffix(url: str, content_type: str | None) -> str:
+    """The extension for a downloaded file: an image or video type's, else ``.bin``."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type in MEDIA_TYPES:
+        return MEDIA_TYPES[media_type]
     suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
-    if suffix in KNOWN_SUFFIXES:
-        return suffix
-    if content_type:
-        guessed = mimetypes.guess_extension(content_type.split(";")[0].strip())
-        if guessed:
-            return ".jpg" if guessed == ".jpe" else guessed
-    return ".bin"
+    return suffix if suffix in MEDIA_SUFFIXES else NEUTRAL_SUFFIX
+
+
+def manifest_cell(value: object) -> object:
+    """`value` as a CSV cell a spreadsheet shows as text: formula starts get a leading ``'``."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 @dataclass
@@ -116,7 +143,7 @@ def _fetch(client: httpx.Client, url: str, stem: Path, attempts: int = 3) -> Pat
             with client.stream("GET", url) as response:
                 response.raise_for_status()
                 target = stem.with_name(
-                    stem.name + _suffix(url, response.headers.get("content-type"))
+                    stem.name + file_suffix(url, response.headers.get("content-type"))
                 )
                 part = target.with_name(target.name + ".part")
                 with part.open("wb") as out:
@@ -197,17 +224,16 @@ def write_manifest(path: Path, entries: Sequence[JobFiles]) -> None:
             message = entry.error or (
                 f"{error.get('code')}: {error.get('message', '')}" if error else ""
             )
-            writer.writerow(
-                [
-                    job["id"],
-                    entry.n,
-                    job.get("status", ""),
-                    ";".join(entry.files),
-                    "" if job.get("cost_points") is None else job["cost_points"],
-                    job.get("model", ""),
-                    job.get("action", ""),
-                    message,
-                    json.dumps(job.get("metadata") or {}, ensure_ascii=False, sort_keys=True),
-                ]
-            )
+            row = [
+                job["id"],
+                entry.n,
+                job.get("status", ""),
+                ";".join(entry.files),
+                "" if job.get("cost_points") is None else job["cost_points"],
+                job.get("model", ""),
+                job.get("action", ""),
+                message,
+                json.dumps(job.get("metadata") or {}, ensure_ascii=False, sort_keys=True),
+            ]
+            writer.writerow([manifest_cell(value) for value in row])
     part.replace(path)

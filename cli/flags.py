@@ -13,37 +13,85 @@ from cli.specfile import SpecFileError, parse_assignments
 
 UrlOpt = Annotated[
     str | None,
-    typer.Option("--url", envvar="MCJOBS_URL", help="API base URL.", show_default=False),
+    typer.Option(
+        "--url", envvar="MCJOBS_URL", metavar="URL", help="API base URL.", show_default=False
+    ),
 ]
 KeyOpt = Annotated[
     str | None,
-    typer.Option("--api-key", envvar="MCJOBS_API_KEY", help="API key.", show_default=False),
+    typer.Option(
+        "--api-key", envvar="MCJOBS_API_KEY", metavar="KEY", help="API key.", show_default=False
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON.")]
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model id, e.g. mj-v7.")]
+ListJsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json", help='Print JSON in the API\'s list shape: {"data": [...], "next_cursor"}.'
+    ),
+]
+LimitOpt = Annotated[
+    int, typer.Option(metavar="N", help="How many, newest first (one page).", min=1, max=500)
+]
+AllOpt = Annotated[bool, typer.Option("--all", help="Follow pages to the end.")]
+CursorOpt = Annotated[
+    str | None,
+    typer.Option(metavar="CURSOR", help="Start where a page ended (its next_cursor)."),
+]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", metavar="MODEL", help="Model id, e.g. mj-v7.")
+]
 ActionOpt = Annotated[
-    str | None, typer.Option("--action", help="Action (default: the model's generate action).")
+    str | None,
+    typer.Option(
+        "--action", metavar="ACTION", help="Action (default: the model's generate action)."
+    ),
 ]
 ParamOpt = Annotated[
     list[str] | None,
-    typer.Option("--param", "-p", help="A model param NAME=VALUE (VALUE read as JSON if it is)."),
+    typer.Option(
+        "--param",
+        "-p",
+        metavar="NAME=VALUE",
+        help="A model param (VALUE read as JSON if it is); repeatable.",
+    ),
 ]
-MetaOpt = Annotated[list[str] | None, typer.Option("--meta", help="Metadata NAME=VALUE.")]
-PriorityOpt = Annotated[int | None, typer.Option(help="-10..10, higher first.", min=-10, max=10)]
-DeadlineOpt = Annotated[float | None, typer.Option("--deadline", help="Seconds to finish.")]
-WebhookOpt = Annotated[str | None, typer.Option("--webhook-url", help="Where to POST events.")]
+MetaOpt = Annotated[
+    list[str] | None,
+    typer.Option("--meta", metavar="NAME=VALUE", help="Metadata; repeatable."),
+]
+PriorityOpt = Annotated[
+    int | None, typer.Option(metavar="N", help="-10..10, higher first.", min=-10, max=10)
+]
+DeadlineOpt = Annotated[
+    float | None, typer.Option("--deadline", metavar="SECONDS", help="Seconds to finish.")
+]
+WebhookOpt = Annotated[
+    str | None, typer.Option("--webhook-url", metavar="URL", help="Where to POST events.")
+]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until finished, showing progress.")]
 DownloadOpt = Annotated[
     Path | None,
-    typer.Option("--download", help="Save result files and manifest.csv here (implies --wait)."),
+    typer.Option(
+        "--download",
+        metavar="DIR",
+        help="Save result files and manifest.csv here (implies --wait).",
+    ),
 ]
 NameOpt = Annotated[
     str,
-    typer.Option("--name", help="File name template: {id}, {n}, {model}, {action}, metadata keys."),
+    typer.Option(
+        "--name",
+        metavar="TEMPLATE",
+        help="File name template: {id}, {n}, {model}, {action}, metadata keys.",
+    ),
 ]
-IntervalOpt = Annotated[float, typer.Option(help="Seconds between status checks.", min=0.05)]
+IntervalOpt = Annotated[
+    float, typer.Option(metavar="SECONDS", help="Seconds between status checks.", min=0.05)
+]
 TimeoutOpt = Annotated[
-    float | None, typer.Option("--timeout", help="Give up waiting after this many seconds.")
+    float | None,
+    typer.Option("--timeout", metavar="SECONDS", help="Give up waiting after this many seconds."),
 ]
 
 

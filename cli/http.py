@@ -156,9 +156,27 @@ class ApiClient:
         response = self.request("POST", path, json=body, headers=headers)
         return response.json(), response.headers.get("idempotent-replayed") == "true"
 
+    def listing(
+        self,
+        path: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        every: bool = False,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """A list route's answer, `{"data": [...], "next_cursor": ...}`: one page of up to
+        `limit` from `cursor`, or with `every` all pages from `cursor` on as one list (and a
+        null `next_cursor`), so `--json` prints the same shape either way."""
+        if every:
+            data = list(self.pages(path, cursor=cursor, limit=500, **params))
+            return {"data": data, "next_cursor": None}
+        page: dict[str, Any] = self.get(path, cursor=cursor, limit=limit, **params)
+        return {"data": page["data"], "next_cursor": page.get("next_cursor")}
+
     def pages(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
-        """Every item of a list route, following `next_cursor`."""
-        cursor: str | None = None
+        """Every item of a list route, following `next_cursor` (from `cursor=`, if given)."""
+        cursor: str | None = params.pop("cursor", None)
         while True:
             page = self.get(path, cursor=cursor, **params)
             yield from page["data"]

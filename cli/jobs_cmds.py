@@ -7,42 +7,59 @@ from typing import Annotated
 
 import typer
 
-from cli.console import call, connect, id_table, out, print_json, short_time, summary
+from cli.console import (
+    call,
+    connect,
+    id_table,
+    out,
+    print_json,
+    print_table,
+    short_time,
+    summary,
+)
 from cli.download import result_urls
-from cli.flags import JsonOpt, KeyOpt, UrlOpt
+from cli.flags import AllOpt, CursorOpt, JsonOpt, KeyOpt, LimitOpt, ListJsonOpt, UrlOpt
+from cli.helptext import CommandGroup
 
-jobs_app = typer.Typer(help="Jobs: list, show, cancel, events.", no_args_is_help=True)
+jobs_app = typer.Typer(
+    cls=CommandGroup, help="Jobs: list, show, cancel, events.", no_args_is_help=True
+)
 
 
 @jobs_app.command("ls")
 def jobs_ls(
-    status: Annotated[list[str] | None, typer.Option(help="Only these statuses.")] = None,
-    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
-    provider: Annotated[str | None, typer.Option(help="Only this provider.")] = None,
-    batch: Annotated[str | None, typer.Option("--batch", help="Only this batch's.")] = None,
-    limit: Annotated[int, typer.Option(help="How many, newest first.", min=1, max=500)] = 20,
-    every: Annotated[bool, typer.Option("--all", help="Follow pages to the end.")] = False,
-    as_json: JsonOpt = False,
+    status: Annotated[
+        list[str] | None, typer.Option(metavar="STATUS", help="Only these statuses; repeatable.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(metavar="MODEL", help="Only this model.")] = None,
+    provider: Annotated[
+        str | None, typer.Option(metavar="PROVIDER", help="Only this provider.")
+    ] = None,
+    batch: Annotated[
+        str | None, typer.Option("--batch", metavar="BATCH_ID", help="Only this batch's.")
+    ] = None,
+    limit: LimitOpt = 20,
+    every: AllOpt = False,
+    cursor: CursorOpt = None,
+    as_json: ListJsonOpt = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
     """List jobs, newest first."""
     params = {"status": status, "model": model, "provider": provider, "batch_id": batch}
     with connect(url, api_key) as client:
-        if every:
-            jobs = call(lambda: list(client.pages("/v1/jobs", limit=500, **params)))
-        else:
-            jobs = call(lambda: client.get("/v1/jobs", limit=limit, **params)["data"])
+        page = call(
+            lambda: client.listing("/v1/jobs", limit=limit, cursor=cursor, every=every, **params)
+        )
     if as_json:
-        for job in jobs:
-            out.print(json.dumps(job), markup=False, highlight=False, soft_wrap=True)
+        print_json(page)
         return
     table = id_table("id", "status", "model", "points", "created")
-    for job in jobs:
+    for job in page["data"]:
         cost = "" if job["cost_points"] is None else str(job["cost_points"])
         model = job["model"] + ("" if job["action"] == "generate" else f" {job['action']}")
         table.add_row(job["id"], job["status"], model, cost, short_time(job["created_at"]))
-    out.print(table)
+    print_table(table)
 
 
 @jobs_app.command("show")

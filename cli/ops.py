@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import update
 
+from cli.helptext import CommandGroup
 from core.budget import estimate
 from core.db import get_database
 from core.settings import Settings, get_settings
@@ -17,7 +18,9 @@ from core.submission import get_catalogue
 from core.tables import ApiKey, utcnow
 from metachat import MetaChatClient, UpstreamError, UsageRecord, make_http_client
 
-budget_app = typer.Typer(help="Credit budgets of API keys (points of MetaChat credit).")
+budget_app = typer.Typer(
+    cls=CommandGroup, help="Credit budgets of API keys (points of MetaChat credit)."
+)
 
 USAGE_PAGE_SIZE = 100
 

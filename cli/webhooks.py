@@ -6,19 +6,21 @@ receiver that verifies signatures with the `standardwebhooks` library and prints
 
 from __future__ import annotations
 
-import itertools
 import json
 from typing import Annotated, Any
 
 import typer
 
-from cli.console import connect, fail
-from cli.flags import KeyOpt, UrlOpt
+from cli.console import connect, fail, print_json
+from cli.flags import AllOpt, CursorOpt, KeyOpt, LimitOpt, ListJsonOpt, UrlOpt
+from cli.helptext import CommandGroup
 from cli.http import ApiError
 from core.webhooks.listener import ReceivedEvent, RejectedRequest, WebhookListener
 
 webhooks_app = typer.Typer(
-    help="Webhook deliveries: the log, redelivery, and a local receiver.", no_args_is_help=True
+    cls=CommandGroup,
+    help="Webhook deliveries: the log, redelivery, and a local receiver.",
+    no_args_is_help=True,
 )
 
 
@@ -28,27 +30,36 @@ def register(app: typer.Typer) -> None:
 
 @webhooks_app.command("ls")
 def list_deliveries(
-    job_id: Annotated[str | None, typer.Option("--job-id", help="Only this job's.")] = None,
-    batch_id: Annotated[str | None, typer.Option("--batch-id", help="Only this batch's.")] = None,
-    state: Annotated[
-        str | None, typer.Option(help="pending, succeeded or dead.", show_default=False)
+    job_id: Annotated[
+        str | None, typer.Option("--job-id", metavar="JOB_ID", help="Only this job's.")
     ] = None,
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+    batch_id: Annotated[
+        str | None, typer.Option("--batch-id", metavar="BATCH_ID", help="Only this batch's.")
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(metavar="STATE", help="pending, succeeded or dead.", show_default=False),
+    ] = None,
+    limit: LimitOpt = 50,
+    every: AllOpt = False,
+    cursor: CursorOpt = None,
+    as_json: ListJsonOpt = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
     """List webhook deliveries (newest first) with their last outcome."""
     params = {"job_id": job_id, "batch_id": batch_id, "state": state}
-    query: dict[str, Any] = {name: value for name, value in params.items() if value is not None}
     with connect(url, api_key) as client:
         try:
-            rows = list(itertools.islice(client.pages("/v1/webhooks/deliveries", **query), limit))
+            page = client.listing(
+                "/v1/webhooks/deliveries", limit=limit, cursor=cursor, every=every, **params
+            )
         except ApiError as exc:
             fail(exc)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        print_json(page)
         return
+    rows: list[dict[str, Any]] = page["data"]
     if not rows:
         typer.echo("no deliveries")
         return

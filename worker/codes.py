@@ -1,8 +1,13 @@
-"""The ``error.code`` values the pumps write (API.md lists the public ones)."""
+"""Every ``error.code`` a job can end with, named in one place.
+
+docs/api.md lists each of them in its error code table; a test compares that table with this
+module and with every ``error_code`` the code writes.
+"""
 
 from __future__ import annotations
 
 from core.budget import BUDGET_EXCEEDED
+from core.cancel import ERROR_CODE as CANCELLED
 from core.maintenance import DEADLINE_EXCEEDED, SUBMIT_UNCERTAIN
 
 UPSTREAM_REJECTED = "upstream_rejected"
@@ -14,6 +19,7 @@ INVALID_JOB = "invalid_job"
 
 __all__ = [
     "BUDGET_EXCEEDED",
+    "CANCELLED",
     "DEADLINE_EXCEEDED",
     "INVALID_JOB",
     "INVALID_UPSTREAM_RESPONSE",

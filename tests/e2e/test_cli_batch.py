@@ -122,7 +122,9 @@ def test_a_batch_file_is_waited_for_and_every_result_downloaded(
     first_id = run.stdout.split()[0]
     assert again.stdout.split()[0] == first_id
     listed = mcjobs(service, "jobs", "ls", "--batch", first_id, "--all", "--json")
-    assert len(listed.stdout.splitlines()) == JOBS
+    page = json.loads(listed.stdout)
+    assert page["next_cursor"] is None
+    assert len(page["data"]) == JOBS
 
 
 def test_a_bad_line_is_reported_with_its_line_number(

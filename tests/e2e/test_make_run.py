@@ -1,13 +1,15 @@
 """The README's promise: `mcjobs up` (what `make run` calls) brings up the whole service from
-nothing — embedded Redis, SQLite, the simulator, API, worker and beat — and Ctrl-C stops it all."""
+nothing — embedded Redis, SQLite, the simulator, API, worker and beat — and Ctrl-C stops it all.
+Its console shows what a person wants to follow (a job finishing), not beat's every tick."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import httpx
@@ -15,23 +17,45 @@ import psutil
 import pytest
 
 from tests.support.services import free_port
-from tests.support.waiting import wait_until
+from tests.support.waiting import ConditionTimeout, wait_until
 
 
-def _read_lines_until(process: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            if process.poll() is not None:
-                break
-            continue
-        lines.append(line.rstrip())
-        if marker in line:
-            return lines
-    raise AssertionError(f"never printed {marker!r}; got: {lines}")
+class Console:
+    """Everything the stack prints (stdout and stderr, as a terminal shows them), read as it
+    comes so the pipe never fills."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self._stream = process.stdout
+        self._lock = threading.Lock()
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            with self._lock:
+                self._lines.append(line.rstrip())
+
+    @property
+    def lines(self) -> list[str]:
+        with self._lock:
+            return list(self._lines)
+
+    def wait_for(self, pattern: str, timeout: float) -> str:
+        """The first line matching `pattern`, waiting for it."""
+
+        def matching() -> str | None:
+            return next((line for line in self.lines if re.search(pattern, line)), None)
+
+        try:
+            return wait_until(matching, timeout=timeout, what=f"a line matching {pattern!r}")
+        except ConditionTimeout:
+            raise AssertionError(f"never printed {pattern!r}; got: {self.lines[-80:]}") from None
+
+    def close(self) -> None:
+        self._reader.join(timeout=10)
+        self._stream.close()
 
 
 @pytest.mark.slow
@@ -63,12 +87,14 @@ def test_up_starts_everything_from_nothing_and_ctrl_c_stops_it(tmp_path: Path) -
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
+    console = Console(process)
     children: list[psutil.Process] = []
     try:
-        lines = _read_lines_until(process, "dev key", timeout=90)
-        key = next(line.split()[2] for line in lines if line.startswith("dev key"))
+        key = console.wait_for(r"^dev key", timeout=90).split()[2]
+        lines = console.lines
         assert (tmp_path / "var" / "mcjobs.sqlite3").exists()
         assert any(line.startswith("simulator") for line in lines)
         base = f"http://127.0.0.1:{api_port}"
@@ -92,6 +118,12 @@ def test_up_starts_everything_from_nothing_and_ctrl_c_stops_it(tmp_path: Path) -
         assert isinstance(result, dict) and result["image_urls"]
         children = psutil.Process(process.pid).children(recursive=True)
         assert len(children) >= 5  # redis, sim, api, worker, beat
+
+        # The job was polled to its end on beat's ticks: the console says it finished, and
+        # none of the ticks that got it there took a line.
+        console.wait_for(r"poll: \d+ polled, [1-9]\d* succeeded", timeout=30)
+        assert [line for line in console.lines if "Sending due task" in line] == []
+        assert [line for line in console.lines if "Discarding revoked task" in line] == []
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -99,8 +131,7 @@ def test_up_starts_everything_from_nothing_and_ctrl_c_stops_it(tmp_path: Path) -
         finally:
             if process.poll() is None:
                 process.kill()
-            assert process.stdout is not None
-            process.stdout.close()
+            console.close()
     assert wait_until(
         lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children),
         timeout=30,

@@ -53,7 +53,7 @@ def test_ls_shows_the_keys_deliveries_and_redeliver_queues_one_again(
 
     code, output = _run(["webhooks", "ls", "--state", "dead", "--json"], api_url, key.api_key)
     assert code == 0, output
-    assert [row["id"] for row in json.loads(output)] == [finished.delivery_id]
+    assert [row["id"] for row in json.loads(output)["data"]] == [finished.delivery_id]
 
     code, output = _run(["webhooks", "redeliver", finished.delivery_id], api_url, key.api_key)
     assert code == 0, output

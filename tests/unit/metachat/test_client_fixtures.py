@@ -11,6 +11,7 @@ import pytest
 from metachat import (
     SubmitRequest,
     UpstreamAuthError,
+    UpstreamEndpointMissing,
     UpstreamError,
     UpstreamInvalidResponse,
     UpstreamQuotaExceeded,
@@ -77,6 +78,12 @@ CASES = [
     ),
     Case("submit-quota-exceeded.json", SUBMIT_FLUX, raises=UpstreamQuotaExceeded),
     Case(
+        "submit-quota-exceeded-429.json",
+        SUBMIT_FLUX,
+        raises=UpstreamQuotaExceeded,
+        attrs={"http_status": 429},
+    ),
+    Case(
         "submit-unknown-model.json",
         SUBMIT_FLUX,
         raises=UpstreamUnknownModel,
@@ -122,7 +129,10 @@ CASES = [
         attrs={"retry_after": 7.0},
     ),
     Case(
-        "endpoint-not-found-404.json", FETCH_MJ, raises=UpstreamRejected, attrs={"http_status": 404}
+        "endpoint-not-found-404.json",
+        FETCH_MJ,
+        raises=UpstreamEndpointMissing,
+        attrs={"http_status": 404, "path": "/open/v1/midjourney/result/" + MJ_ID},
     ),
     Case(
         "payload-too-large-413.json",
@@ -253,6 +263,7 @@ CASES = [
     Case("video-result-unknown-id-500.json", SUBMIT_MJ, raises=UpstreamTransient),
     Case("auth-401.json", BALANCE, raises=UpstreamAuthError),
     Case("rate-limited-429.json", USAGE, raises=UpstreamRateLimited),
+    Case("submit-quota-exceeded-429.json", FETCH_IMAGE, raises=UpstreamQuotaExceeded),
 ]
 
 

@@ -51,6 +51,7 @@ SUBMIT_FLUX = Call("submit", "flux-kontext", "generate")
 FETCH_MJ = Call("fetch", "mj-v7", "imagine", MJ_ID)
 FETCH_IMAGE = Call("fetch", "flux-kontext", "generate", IMG_ID)
 FETCH_VIDEO = Call("fetch", "grok-imagine-video-1.5-preview", "generate", "job-1")
+DESCRIBE = Call("fetch", "mj-v7", "describe", "d-1")
 BALANCE = Call("balance")
 USAGE = Call("usage")
 
@@ -196,10 +197,41 @@ CASES = [
     ),
     Case(
         "describe-result-success.json",
-        Call("fetch", "mj-v7", "describe", "d-1"),
+        DESCRIBE,
         returns={
             "status": "succeeded",
             "prompts": ["a lighthouse at dawn, oil painting", "a coastal tower in morning fog"],
+        },
+    ),
+    Case(
+        "describe-result-description-text.json",
+        DESCRIBE,
+        returns={
+            "status": "succeeded",
+            "prompts": [
+                "1️⃣ a lighthouse at dawn, oil painting --ar 3:2",
+                "2️⃣ a coastal tower in morning fog --ar 3:2",
+                "3️⃣ a white beacon over grey sea --ar 3:2",
+                "4️⃣ a lonely tower, watercolor --ar 3:2",
+            ],
+            "points": 10,
+        },
+    ),
+    Case(
+        "describe-result-prompt-list.json",
+        DESCRIBE,
+        returns={
+            "status": "succeeded",
+            "prompts": ["a red fox in snow, ink wash", "a fox asleep under pines"],
+        },
+    ),
+    Case(
+        "describe-result-unknown-field.json",
+        DESCRIBE,
+        returns={
+            "status": "succeeded",
+            "prompts": [],
+            "raw": load_fixture("describe-result-unknown-field.json")["body"]["data"],
         },
     ),
     Case(

@@ -21,8 +21,9 @@ def submit_body(action: ActionSpec, request: SubmitRequest) -> dict[str, Any]:
     body: dict[str, Any] = {"model": request.model}
     if request.prompt is not None:
         body["prompt"] = request.prompt
-    if request.params:
-        body["params"] = dict(request.params)
+    params = {**action.default_params, **request.params}
+    if params:
+        body["params"] = params
     if request.source_task_id is not None and action.source is not None:
         body.update(_source_fields(action, request))
     elif request.images:
@@ -52,7 +53,8 @@ def _follow_up_body(action: ActionSpec, request: SubmitRequest) -> dict[str, Any
     if not request.source_task_id:
         raise ValueError(f"{action.name} needs the source job's upstream task id")
     body = _source_fields(action, request)
-    body.update({key: value for key, value in request.params.items() if key not in body})
+    params = {**action.default_params, **request.params}
+    body.update({key: value for key, value in params.items() if key not in body})
     return body
 
 

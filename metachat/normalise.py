@@ -58,7 +58,10 @@ def upstream_task(data: object, *, task_id: str, result_field: ResultField) -> U
         raise UpstreamInvalidResponse(f"result for task {task_id} has no data object")
     status = task_status(data.get("status"))
     image_urls = _image_urls(data, prefer_list=result_field != "image_url")
-    video_url = _optional_str(data, "video_url")
+    video_urls = _string_list(data, "video_urls")
+    video_url = _optional_str(data, "video_url") or (video_urls[0] if video_urls else None)
+    if video_url is not None and video_url not in video_urls:
+        video_urls = [video_url, *video_urls]
     prompts = _prompts(data, describe=result_field == "prompts")
     task = UpstreamTask(
         task_id=task_id,
@@ -66,6 +69,7 @@ def upstream_task(data: object, *, task_id: str, result_field: ResultField) -> U
         progress=_progress(data.get("progress")),
         image_urls=image_urls,
         video_url=video_url,
+        video_urls=video_urls,
         prompts=prompts,
         points=_whole_points(data.get("total_points"), "total_points"),
         failure_reason=_optional_str(data, "fail_reason") if status == "failed" else None,
@@ -111,13 +115,17 @@ def _usage_record(row: object) -> UsageRecord:
     )
 
 
-def _image_urls(data: dict[str, Any], *, prefer_list: bool) -> list[str]:
-    listed = data.get("image_urls")
+def _string_list(data: dict[str, Any], key: str) -> list[str]:
+    listed = data.get(key)
     if listed is not None and (
         not isinstance(listed, list) or not all(isinstance(u, str) for u in listed)
     ):
-        raise UpstreamInvalidResponse("image_urls is not a list of strings")
-    urls = [u for u in listed or [] if u]
+        raise UpstreamInvalidResponse(f"{key} is not a list of strings")
+    return [u for u in listed or [] if u]
+
+
+def _image_urls(data: dict[str, Any], *, prefer_list: bool) -> list[str]:
+    urls = _string_list(data, "image_urls")
     single = _optional_str(data, "image_url")
     single_list = [single] if single else []
     # Midjourney reports one grid in image_url; generic models a list. Either may carry both.

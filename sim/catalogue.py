@@ -10,7 +10,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sim.params import Flag, IntRange, NumberRange, OneOf, ParamRule, Ratio, Text, Words
+from sim.params import (
+    Choice,
+    Flag,
+    IntRange,
+    NumberRange,
+    OneOf,
+    ParamRule,
+    Ratio,
+    Text,
+    Words,
+)
 
 
 class Family(StrEnum):
@@ -78,6 +88,7 @@ MJ_VIDEO_RULES: Mapping[str, ParamRule] = {
     "resolution": OneOf(("480p", "720p")),
     "motion": OneOf(("low", "high")),
     "loop": Flag(),
+    "batch_size": Choice((1, 2, 4)),
 }
 BLEND_RULES: Mapping[str, ParamRule] = {"aspect": OneOf(("1:1", "2:3", "3:2"))}
 

@@ -306,6 +306,8 @@ class Simulator:
             data["image_urls"] = urls
         elif task.output is Output.VIDEO:
             data["video_url"] = urls[0]
+            if len(urls) > 1:  # a Midjourney batch; one clip answers in the measured shape
+                data["video_urls"] = urls
         else:
             data["prompts"] = list(task.prompts)
         return data

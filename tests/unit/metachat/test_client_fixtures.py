@@ -196,6 +196,15 @@ CASES = [
         returns={"status": "succeeded", "video_url": f"{OSS}/mj/clip.mp4", "points": 300},
     ),
     Case(
+        "mj-video-result-batch.json",
+        Call("fetch", "mj-video-v1", "video", "mjv-2"),
+        returns={
+            "status": "succeeded",
+            "video_url": f"{OSS}/mj/clip-0.mp4",
+            "video_urls": [f"{OSS}/mj/clip-0.mp4", f"{OSS}/mj/clip-1.mp4"],
+        },
+    ),
+    Case(
         "describe-result-success.json",
         DESCRIBE,
         returns={

@@ -14,6 +14,7 @@ Every failure is an `UpstreamError` subclass from `metachat.errors`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 
 from metachat import normalise
-from metachat.bodies import submit_body
+from metachat.bodies import has_inline_images, submit_body
 from metachat.catalogue import Catalogue
 from metachat.envelope import read_envelope
 from metachat.errors import UpstreamTransient, UpstreamUncertain
@@ -114,7 +115,10 @@ class MetaChatClient:
         blindly. `UpstreamTransient` with ``sent=False`` is always safe to retry.
         """
         action = self._catalogue.action(request.model, request.action)
-        body = submit_body(action, request)
+        if has_inline_images(request):
+            body = await asyncio.to_thread(submit_body, action, request)
+        else:
+            body = submit_body(action, request)
         data = await self._call("POST", action.submit_path, json=body, fetching=False)
         return normalise.submitted_task_id(data)
 

@@ -37,6 +37,8 @@ class SimConfig(BaseModel):
     numeric_status: bool = False
     strict_params: bool = True
     strict_sources: bool = True
+    # Submit bodies above this many bytes answer 413 (inline images too large); None: no limit.
+    max_body_bytes: int | None = Field(default=None, ge=1)
     # Auth: any non-empty Bearer key unless api_key is set.
     api_key: SecretStr | None = None
     require_app_id: bool = False

@@ -74,5 +74,9 @@ def bad_gateway() -> SimReply:
     return SimReply(502, raw=BAD_GATEWAY_PAGE, media_type=HTML)
 
 
+def too_large() -> SimReply:
+    return service_error(413, "request_too_large", "Request Entity Too Large")
+
+
 def not_found_path() -> SimReply:
     return service_error(404, "not_found_error", "Not Found")

@@ -106,6 +106,9 @@ class Simulator:
             if refused is not None:
                 return refused
             self.stats.submit_requests += 1
+            limit = self.config.max_body_bytes
+            if limit is not None and len(raw_body) > limit:
+                return replies.too_large()
             now = self.clock.now()
             self.book.settle(now)
             spec = parse_submit(route, _json_or_none(raw_body), self.config, self.book.tasks, now)

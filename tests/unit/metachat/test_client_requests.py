@@ -113,7 +113,13 @@ SHAPES = [
             "prompt": "put sunglasses on her",
             "params": {"mode": "pro"},
             "images": [
-                {"b64": f"data:image/png;base64,{PNG_B64}", "type": "image/png", "size": 70}
+                {
+                    "type": "image/png",
+                    "size": 70,
+                    "w": 1,
+                    "h": 1,
+                    "b64": f"data:image/png;base64,{PNG_B64}",
+                }
             ],
         },
     ),

@@ -136,13 +136,7 @@ class ActionSpec:
 
     def result_path_for(self, task_id: str) -> str:
         """The poll path for one upstream task id (the id is percent-encoded)."""
-        return _with_id(self.result_path, task_id)
-
-    def result_paths_for(self, task_id: str) -> tuple[str, ...]:
-        """The poll path, then the fallback path when the catalogue names one."""
-        if self.result_fallback_path is None:
-            return (self.result_path_for(task_id),)
-        return (self.result_path_for(task_id), _with_id(self.result_fallback_path, task_id))
+        return path_with_id(self.result_path, task_id)
 
     def params_json_schema(self) -> dict[str, Any]:
         return self.params_model.model_json_schema()
@@ -162,7 +156,8 @@ class ActionSpec:
         }
 
 
-def _with_id(path: str, task_id: str) -> str:
+def path_with_id(path: str, task_id: str) -> str:
+    """A result path with ``{id}`` replaced by the percent-encoded task id."""
     return path.replace("{id}", quote(task_id, safe=""))
 
 

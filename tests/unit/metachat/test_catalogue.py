@@ -419,15 +419,18 @@ def test_overrides_replace_endpoint_and_single_model_paths() -> None:
 
 def test_the_midjourney_video_result_falls_back_to_the_midjourney_result_path() -> None:
     video = CATALOGUE.action("mj-video-v1")
-    assert video.result_paths_for("t1") == ("video/result/t1", "midjourney/result/t1")
-    assert CATALOGUE.action("mj-v7").result_paths_for("t1") == ("midjourney/result/t1",)
+    assert (video.result_path, video.result_fallback_path) == (
+        "video/result/{id}",
+        "midjourney/result/{id}",
+    )
+    assert CATALOGUE.action("mj-v7").result_fallback_path is None
 
 
 def test_a_video_result_path_equal_to_the_fallback_polls_one_path() -> None:
     catalogue = build_catalogue(
         CatalogueOverrides(paths={"midjourney.video_result": "midjourney/result/{id}"})
     )
-    assert catalogue.action("mj-video-v1").result_paths_for("t1") == ("midjourney/result/t1",)
+    assert catalogue.action("mj-video-v1").result_fallback_path is None
 
 
 def test_flux_mode_is_a_per_model_default_an_override_can_add_or_remove() -> None:

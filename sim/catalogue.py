@@ -29,6 +29,7 @@ class Family(StrEnum):
     MIDJOURNEY = "midjourney"
     IMAGE = "image"
     VIDEO = "video"
+    FLUX = "flux"  # the older FLUX.1 section's own paths (``legacy_flux_paths``)
 
 
 class Body(StrEnum):
@@ -103,6 +104,7 @@ class ModelSpec:
 
 
 MJ_MODELS = ("mj-v82", "mj-v81", "mj-v7", "mj-v61", "niji-7", "niji-6")
+FLUX_MODELS = ("flux-kontext", "flux-2-pro", "flux-2-max")
 IMAGE_MODELS = (
     "flux-kontext",
     "flux-2-pro",
@@ -232,6 +234,9 @@ SUBMIT_ROUTES: Mapping[str, SubmitRoute] = {
             "image/generate", "generate", Family.IMAGE, Body.PROMPT, Output.IMAGES, IMAGE_MODELS
         ),
         SubmitRoute(
+            "flux/generate", "generate", Family.FLUX, Body.PROMPT, Output.IMAGES, FLUX_MODELS
+        ),
+        SubmitRoute(
             "video/generate",
             "generate",
             Family.VIDEO,
@@ -294,4 +299,8 @@ RESULT_FAMILIES: Mapping[str, Family] = {
     "midjourney/result": Family.MIDJOURNEY,
     "image/result": Family.IMAGE,
     "video/result": Family.VIDEO,
+    "flux/result": Family.FLUX,
 }
+
+LEGACY_FLUX_PATHS = frozenset({"flux/generate", "flux/result"})
+"""Paths that exist only with ``legacy_flux_paths``; otherwise they answer 404."""

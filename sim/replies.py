@@ -60,6 +60,10 @@ def unauthorized() -> SimReply:
     return service_error(401, "authentication_error", "Unauthorized Request")
 
 
+def forbidden() -> SimReply:
+    return service_error(403, "permission_error", "API key is expired or disabled")
+
+
 def rate_limited(retry_after: int) -> SimReply:
     return service_error(
         429, "rate_limit_error", "Too Many Requests", **{"Retry-After": str(retry_after)}

@@ -237,15 +237,19 @@ class TaskBook:
         self.reserved += task.points
         heapq.heappush(self._pending, (task.finished_at, task.number, task.id))
 
-    def find(self, task_id: str, family: Family) -> SimTask | None:
-        """The task with ``task_id`` if the result path of ``family`` answers for it."""
+    def find(
+        self, task_id: str, family: Family, *, video_result_has_clips: bool = True
+    ) -> SimTask | None:
+        """The task with ``task_id`` if the result path of ``family`` answers for it.
+
+        ``video_result_has_clips``: the "video result" page answers for Midjourney clips too.
+        """
         task = self.tasks.get(task_id)
         if task is None:
             return None
         if task.family is family:
             return task
-        # The newer "video result" page answers for Midjourney clips too.
-        if family is Family.VIDEO and task.output is Output.VIDEO:
+        if video_result_has_clips and family is Family.VIDEO and task.output is Output.VIDEO:
             return task
         return None
 

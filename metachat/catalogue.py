@@ -211,7 +211,8 @@ def _default_params(
             if e["type"] != "missing"
         ]
         if problems:
-            raise ValueError(f"catalogue default_params for {scoped}: {'; '.join(problems)}") from None
+            joined = "; ".join(problems)
+            raise ValueError(f"catalogue default_params for {scoped}: {joined}") from None
     return MappingProxyType(chosen)
 
 

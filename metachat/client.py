@@ -116,6 +116,15 @@ class MetaChatClient:
     def catalogue(self) -> Catalogue:
         return self._catalogue
 
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def sends_app_id(self) -> bool:
+        """Whether requests carry ``X-App-ID`` (its value is never exposed)."""
+        return "X-App-ID" in self._headers
+
     async def submit(self, request: SubmitRequest) -> str:
         """Create one upstream task and return its id.
 
@@ -178,6 +187,22 @@ class MetaChatClient:
             fetching=False,
         )
         return normalise.usage_records(data)
+
+    async def call_path(
+        self,
+        method: str,
+        path: str,
+        *,
+        fetching: bool,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """One request to any path under the base URL, read like every other answer: the
+        envelope's ``data`` or the matching `UpstreamError`. For diagnostics
+        (`metachat.probe`); jobs go through `submit` and `fetch`."""
+        return await self._call(
+            method, path.strip("/"), fetching=fetching, json=json, params=params
+        )
 
     async def _call(
         self,

@@ -139,7 +139,11 @@ REFUSED = [
         [("params", "aspect")],
     ),
     ("flux-mode-enum", spec(model="flux-kontext", params={"mode": "ultra"}), [("params", "mode")]),
-    ("z-image-size-preset", spec(model="z-image-turbo", params={"size": "4K"}), [("params", "size")]),
+    (
+        "z-image-size-preset",
+        spec(model="z-image-turbo", params={"size": "4K"}),
+        [("params", "size")],
+    ),
     (
         "seedream-size-preset",
         spec(model="doubao-seedream-5-0-260128", params={"size": "1MP"}),

@@ -25,11 +25,8 @@ from tests.unit.metachat.conftest import APP_ID, Upstream, make_client
 
 pytestmark = pytest.mark.anyio
 
-REFUSED = {
-    "status": "Fail",
-    "message": "绘图描述中存在错误的参数，请修改后重新提交。",
-    "data": None,
-}  # noqa: RUF001
+PARAMS_REFUSAL = "绘图描述中存在错误的参数，请修改后重新提交。"  # noqa: RUF001
+REFUSED = {"status": "Fail", "message": PARAMS_REFUSAL, "data": None}
 NOT_FOUND = {"status": "Fail", "message": "任务不存在", "data": None}
 NO_PATH = httpx.Response(404, json={"status": "not_found_error", "message": "Not Found"})
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import random
 from typing import Any
 
 import httpx
@@ -14,22 +13,10 @@ from PIL import Image
 
 from metachat import SpecError, SubmitRequest, build_catalogue
 from metachat.images import MAX_INLINE_BYTES
+from tests.support.pictures import data_url, noisy_picture
 from tests.unit.metachat.conftest import Upstream, make_client
 
 pytestmark = pytest.mark.anyio
-
-
-def noisy_picture(width: int, height: int, fmt: str) -> bytes:
-    """A picture that compresses badly, so its file is large for its size."""
-    rng = random.Random(f"{width}x{height}")
-    image = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
-    out = io.BytesIO()
-    image.save(out, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-    return out.getvalue()
-
-
-def data_url(raw: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(raw).decode()}"
 
 
 def submitted(request: httpx.Request) -> httpx.Response:

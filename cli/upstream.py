@@ -21,13 +21,9 @@ from rich.text import Text
 from cli.console import err, out, print_json
 from core.settings import Settings, get_settings
 from core.submission import get_catalogue
-from metachat import MetaChatClient, make_http_client
-from metachat.probe import EXIT_AUTH, EXIT_MISCONFIGURED, Row, UpstreamReport, check_upstream
+from metachat.probe import EXIT_AUTH, EXIT_MISCONFIGURED, Row, UpstreamReport, check_configured
 
 upstream_app = typer.Typer(help="MetaChat itself: check the key and the catalogue's paths.")
-
-# Generous for one free request, short enough that the whole check stays within seconds.
-PROBE_READ_TIMEOUT = 15.0
 
 _STYLES = {"exists": "green", "optional": "green", "required": "green", "fallback": "dim"}
 
@@ -55,7 +51,7 @@ def check(
     except ValueError as exc:
         err.print(f"METACHAT_CATALOGUE_OVERRIDES is refused: {exc}", markup=False)
         raise typer.Exit(EXIT_MISCONFIGURED) from None
-    report = asyncio.run(run_check(settings))
+    report = run_check(settings)
     if as_json:
         print_json(report.as_json())
     else:
@@ -63,21 +59,20 @@ def check(
     raise typer.Exit(report.exit_code)
 
 
-async def run_check(settings: Settings) -> UpstreamReport:
+def run_check(settings: Settings) -> UpstreamReport:
     """The report for the configured key, base URL and catalogue."""
     api_key, app_id = settings.metachat_api_key, settings.metachat_app_id
-    async with make_http_client(
-        connect_timeout=settings.metachat_connect_timeout,
-        read_timeout=min(settings.metachat_read_timeout, PROBE_READ_TIMEOUT),
-    ) as http:
-        client = MetaChatClient(
-            http,
+    return asyncio.run(
+        check_configured(
             get_catalogue(settings.metachat_catalogue_overrides),
             base_url=settings.metachat_base_url,
             api_key=api_key.get_secret_value() if api_key is not None else None,
             app_id=app_id.get_secret_value() if app_id is not None else None,
+            overrides=settings.metachat_catalogue_overrides,
+            connect_timeout=settings.metachat_connect_timeout,
+            read_timeout=settings.metachat_read_timeout,
         )
-        return await check_upstream(client, overrides=settings.metachat_catalogue_overrides)
+    )
 
 
 def print_report(report: UpstreamReport) -> None:

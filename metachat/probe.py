@@ -20,7 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from metachat.client import MetaChatClient
+from metachat.catalogue import Catalogue
+from metachat.client import MetaChatClient, make_http_client
 from metachat.errors import UpstreamError
 from metachat.probes import (
     PROBE_TASK_ID,
@@ -38,6 +39,8 @@ from metachat.probes import (
 from metachat.specs import Provider, path_with_id
 
 CONCURRENCY = 4
+# Generous for one refused request, short enough that the whole check stays within seconds.
+PROBE_READ_TIMEOUT = 15.0
 MAX_RATE_LIMIT_WAIT = 5.0
 
 
@@ -165,6 +168,26 @@ async def check_upstream(
     report.exit_code = _exit_code(report.rows)
     report.requests = run.requests
     return report
+
+
+async def check_configured(
+    catalogue: Catalogue,
+    *,
+    base_url: str,
+    api_key: str | None,
+    app_id: str | None,
+    overrides: Mapping[str, Any] | None = None,
+    connect_timeout: float = 5.0,
+    read_timeout: float = PROBE_READ_TIMEOUT,
+) -> UpstreamReport:
+    """`check_upstream` on a client of its own (closed afterwards), for callers holding only
+    settings: ``mcjobs upstream check`` and the dashboard's upstream page. The read timeout is
+    capped at `PROBE_READ_TIMEOUT`."""
+    async with make_http_client(
+        connect_timeout=connect_timeout, read_timeout=min(read_timeout, PROBE_READ_TIMEOUT)
+    ) as http:
+        client = MetaChatClient(http, catalogue, base_url=base_url, api_key=api_key, app_id=app_id)
+        return await check_upstream(client, overrides=overrides)
 
 
 class _Run:

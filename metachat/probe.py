@@ -8,7 +8,8 @@ has drifted), or could not be checked (auth, rate limit, unreachable, an unexpec
 Where a known alternative exists it is probed too, and the report carries the
 ``METACHAT_CATALOGUE_OVERRIDES`` that would switch to it. FLUX ``mode`` is probed both ways.
 
-Pure: it takes a `MetaChatClient` and returns an `UpstreamReport`; printing is the caller's.
+No settings and no printing: `check_upstream` takes a `MetaChatClient` and returns an
+`UpstreamReport` (`check_configured` makes the client first).
 Nothing it sends can create a task, so nothing is charged; a path that nevertheless accepts a
 probe is reported as such (``accepted``).
 """
@@ -156,13 +157,12 @@ async def check_upstream(
     report.rows.extend(_row_of([answer]) for answer in account)
 
     _suggest_result_fallbacks(client, results, report)
-    working = _working_submit_paths(client, submits)
+    working = _working_submit_paths(submits)
     await _try_alternatives(run, client, submits, report, working)
     await _check_modes(run, client, working, report)
     report.rows.extend(_fallback_notes(client))
 
-    everything = [*submits, *results, *account]
-    report.hints.extend(_hints(everything, client))
+    report.hints.extend(_hints(run.answers, client))
     if report.suggested:
         report.overrides = _merged(overrides or {}, report.suggested)
     report.exit_code = _exit_code(report.rows)
@@ -196,6 +196,7 @@ class _Run:
     def __init__(self, client: MetaChatClient) -> None:
         self.client = client
         self.requests = 0
+        self.answers: list[Answer] = []
         self._gate = asyncio.Semaphore(CONCURRENCY)
 
     async def all(self, probes: Iterable[Probe]) -> list[Answer]:
@@ -203,12 +204,12 @@ class _Run:
 
     async def one(self, probe: Probe) -> Answer:
         async with self._gate:
-            for attempt in range(2):
-                answer = await self._send(probe)
-                if answer.finding is not Finding.RATE_LIMITED or attempt:
-                    return answer
+            answer = await self._send(probe)
+            if answer.finding is Finding.RATE_LIMITED:
                 await asyncio.sleep(_wait_for(answer))
-        raise AssertionError("unreachable")  # pragma: no cover
+                answer = await self._send(probe)
+            self.answers.append(answer)
+            return answer
 
     async def _send(self, probe: Probe) -> Answer:
         self.requests += 1
@@ -240,7 +241,7 @@ def _grouped(answers: Sequence[Answer]) -> dict[str, list[Answer]]:
     return groups
 
 
-def _row_of(answers: Sequence[Answer], *, relied_on: bool = True, what: str = "") -> Row:
+def _row_of(answers: Sequence[Answer], *, relied_on: bool = True) -> Row:
     """One row for the answers one path gave (one per model when the body names a model)."""
     worst = min(answers, key=lambda a: _SEVERITY.index(a.finding))
     finding = worst.finding
@@ -258,7 +259,7 @@ def _row_of(answers: Sequence[Answer], *, relied_on: bool = True, what: str = ""
         detail = worst.message + (f" (for {', '.join(hit)})" if partial else "")
     answer = "missing (404)" if finding is Finding.MISSING else finding.value
     return Row(
-        what=what or probe.what,
+        what=probe.what,
         method=probe.method,
         path=probe.template,
         answer=answer,
@@ -274,7 +275,7 @@ def _short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _working_submit_paths(client: MetaChatClient, submits: Sequence[Answer]) -> dict[str, str]:
+def _working_submit_paths(submits: Sequence[Answer]) -> dict[str, str]:
     """Model → a submit path that exists and takes the model (for the mode probes)."""
     return {
         a.probe.model: a.probe.template
@@ -411,7 +412,8 @@ def _mode_row(
     )
     if with_mode.finding is not Finding.EXISTS or without.finding is not Finding.EXISTS:
         worst = min(answers, key=lambda a: _SEVERITY.index(a.finding))
-        return Row(what, "POST", path, "unknown", _short(worst.message), finding=None)
+        detail = _short(worst.message)
+        return Row(what, "POST", path, "unknown", detail, problem=True, finding=worst.finding)
     required = _names_mode(without) and not _names_mode(with_mode)
     refused = _names_mode(with_mode) and not _names_mode(without)
     verdict = "required" if required else "refused" if refused else "optional"

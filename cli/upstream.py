@@ -36,7 +36,9 @@ def register(app: typer.Typer) -> None:
 def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Probe every MetaChat path the catalogue uses with requests that cost nothing.
+    """Probe every MetaChat path the catalogue uses, at no cost.
+
+    Every probe is a request MetaChat must refuse (an empty prompt, an unknown task id).
 
     Exits 1 when a path the catalogue relies on is missing (printing the override that
     switches to a known alternative), 2 when the key is refused, 3 when the check could not

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import client_cmds, keys, ops, serve, up, webhooks
+from cli import client_cmds, keys, ops, serve, up, upstream, webhooks
 from cli.helptext import CommandGroup
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ keys.register(app)
 client_cmds.register(app)
 webhooks.register(app)
 ops.register(app)
+upstream.register(app)
 
 
 def main() -> None:

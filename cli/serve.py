@@ -68,7 +68,7 @@ def sim(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same outcomes.")] = 0,
     profile: Annotated[
-        str, typer.Option(help="Timing profile: realistic, fast, instant or flaky.")
+        str, typer.Option(help="Profile: realistic, fast, instant, flaky, legacy or forbidden.")
     ] = "realistic",
 ) -> None:
     """Run the MetaChat simulator (stands in for MetaChat when no key is set)."""

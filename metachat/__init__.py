@@ -13,6 +13,7 @@ from metachat.catalogue import Catalogue, CatalogueOverrides, build_catalogue
 from metachat.client import MetaChatClient, make_http_client
 from metachat.errors import (
     UpstreamAuthError,
+    UpstreamEndpointMissing,
     UpstreamError,
     UpstreamInvalidResponse,
     UpstreamQuotaExceeded,
@@ -66,6 +67,7 @@ __all__ = [
     "UnknownAction",
     "UnknownModel",
     "UpstreamAuthError",
+    "UpstreamEndpointMissing",
     "UpstreamError",
     "UpstreamInvalidResponse",
     "UpstreamQuotaExceeded",

@@ -7,7 +7,10 @@ code, so adding a model is adding a row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 from metachat import params as p
 from metachat.specs import (
@@ -38,7 +41,9 @@ DEFAULT_PATHS: dict[str, str] = {
     "midjourney.blend": "midjourney/blend",
     "midjourney.video": "midjourney/video",
     "midjourney.result": "midjourney/result/{id}",
-    "midjourney.video_result": "midjourney/result/{id}",
+    # The docs list a separate "video result" page; the video family's query path is our guess
+    # at it, with the Midjourney result path (where a live client polls clips) as the fallback.
+    "midjourney.video_result": "video/result/{id}",
     "image.generate": "image/generate",
     "image.result": "image/result/{id}",
     "video.generate": "video/generate",
@@ -66,17 +71,22 @@ class ActionTemplate:
     result_field: ResultField
     produces: Produces
     expected_seconds: float
+    result_fallback_endpoint: str | None = None
 
 
 @dataclass(frozen=True)
 class ModelTemplate:
-    """A model before overrides; its first action is the default one."""
+    """A model before overrides; its first action is the default one.
+
+    ``default_params`` are sent with every submit of the model that does not set them.
+    """
 
     id: str
     provider: Provider
     family: Family
     title: str
     actions: tuple[ActionTemplate, ...]
+    default_params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 # Midjourney outputs: a grid can be split or varied by tile; a single image can be upscaled,
@@ -196,6 +206,7 @@ MIDJOURNEY_VIDEO = ActionTemplate(
     name="video",
     endpoint="midjourney.video",
     result_endpoint="midjourney.video_result",
+    result_fallback_endpoint="midjourney.result",
     params_model=p.MidjourneyVideoParams,
     prompt=PROMPT_OPTIONAL,
     images=_FIRST_FRAME,
@@ -230,8 +241,7 @@ def _image_generate(
 
 
 _FLUX_REFERENCES = ImageRule(max_count=3, noun="reference image", allow_data_url=True)
-_FLUX_KONTEXT = _image_generate(p.FluxKontextParams, _FLUX_REFERENCES, 15.0)
-_FLUX_2 = _image_generate(p.Flux2Params, _FLUX_REFERENCES, 15.0)
+_FLUX = _image_generate(p.FluxParams, _FLUX_REFERENCES, 15.0)
 _Z_IMAGE = _image_generate(p.ZImageParams, NO_IMAGES, 8.0)
 _SEEDREAM = _image_generate(p.SeedreamParams, NO_IMAGES, 20.0)
 _GROK_IMAGE = _image_generate(p.GrokImageParams, NO_IMAGES, 15.0)
@@ -267,9 +277,18 @@ MODELS: tuple[ModelTemplate, ...] = (
     ModelTemplate(
         "mj-video-v1", "midjourney", "midjourney", "Midjourney video", (MIDJOURNEY_VIDEO,)
     ),
-    ModelTemplate("flux-kontext", "flux", "image", "FLUX.1 Kontext", _FLUX_KONTEXT),
-    ModelTemplate("flux-2-pro", "flux", "image", "FLUX.2 pro", _FLUX_2),
-    ModelTemplate("flux-2-max", "flux", "image", "FLUX.2 max", _FLUX_2),
+    # Kontext always gets a mode (a client saw the upstream fail on a null one); FLUX.2 gets none
+    # unless the job or an override sets one (the newest client never sends it).
+    ModelTemplate(
+        "flux-kontext",
+        "flux",
+        "image",
+        "FLUX.1 Kontext",
+        _FLUX,
+        default_params=MappingProxyType({"mode": "pro"}),
+    ),
+    ModelTemplate("flux-2-pro", "flux", "image", "FLUX.2 pro", _FLUX),
+    ModelTemplate("flux-2-max", "flux", "image", "FLUX.2 max", _FLUX),
     ModelTemplate("z-image-turbo", "z-image", "image", "Z-Image turbo", _Z_IMAGE),
     ModelTemplate(
         "doubao-seedream-5-0-pro-260628", "seedream", "image", "Seedream 5.0 pro", _SEEDREAM

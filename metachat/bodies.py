@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from metachat.images import fit_for_upstream
 from metachat.specs import ActionSpec
 from metachat.tasks import SubmitRequest
 
@@ -21,8 +22,9 @@ def submit_body(action: ActionSpec, request: SubmitRequest) -> dict[str, Any]:
     body: dict[str, Any] = {"model": request.model}
     if request.prompt is not None:
         body["prompt"] = request.prompt
-    if request.params:
-        body["params"] = dict(request.params)
+    params = {**action.default_params, **request.params}
+    if params:
+        body["params"] = params
     if request.source_task_id is not None and action.source is not None:
         body.update(_source_fields(action, request))
     elif request.images:
@@ -30,8 +32,17 @@ def submit_body(action: ActionSpec, request: SubmitRequest) -> dict[str, Any]:
     return body
 
 
+def has_inline_images(request: SubmitRequest) -> bool:
+    """Whether building the body decodes pictures (worth a thread, off the event loop)."""
+    return any(
+        isinstance(image.get("url"), str) and str(image["url"]).startswith("data:")
+        for image in request.images
+    )
+
+
 def upstream_image(image: Mapping[str, Any]) -> dict[str, Any]:
-    """One ``images[]`` entry: ``{url}`` for a link, ``{b64, type, size}`` for a data URL."""
+    """One ``images[]`` entry: ``{url}`` for a link; for a data URL the ``{type, size, w, h,
+    b64}`` object public clients send, the picture shrunk to `MAX_INLINE_BYTES` first."""
     url = image.get("url")
     if not isinstance(url, str):
         return dict(image)
@@ -39,12 +50,17 @@ def upstream_image(image: Mapping[str, Any]) -> dict[str, Any]:
     if match is None:
         return {"url": url}
     try:
-        size = len(base64.b64decode("".join(match["payload"].split()), validate=True))
+        raw = base64.b64decode("".join(match["payload"].split()), validate=True)
     except (binascii.Error, ValueError):
-        size = None
-    entry: dict[str, Any] = {"b64": url, "type": match["mime"]}
-    if size is not None:
-        entry["size"] = size
+        return {"type": match["mime"], "b64": url}
+    sent = fit_for_upstream(raw, match["mime"])
+    entry: dict[str, Any] = {"type": sent.mime, "size": len(sent.data)}
+    if sent.width is not None and sent.height is not None:
+        entry.update(w=sent.width, h=sent.height)
+    if sent.data is raw:
+        entry["b64"] = url
+    else:
+        entry["b64"] = f"data:{sent.mime};base64,{base64.b64encode(sent.data).decode('ascii')}"
     return entry
 
 
@@ -52,7 +68,8 @@ def _follow_up_body(action: ActionSpec, request: SubmitRequest) -> dict[str, Any
     if not request.source_task_id:
         raise ValueError(f"{action.name} needs the source job's upstream task id")
     body = _source_fields(action, request)
-    body.update({key: value for key, value in request.params.items() if key not in body})
+    params = {**action.default_params, **request.params}
+    body.update({key: value for key, value in params.items() if key not in body})
     return body
 
 

@@ -15,9 +15,15 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from metachat._defaults import DEFAULT_PATHS, MODELS, RESULT_ENDPOINTS, ModelTemplate
+from metachat._defaults import (
+    DEFAULT_PATHS,
+    MODELS,
+    RESULT_ENDPOINTS,
+    ActionTemplate,
+    ModelTemplate,
+)
 from metachat.specs import PROVIDERS, ActionSpec, ModelSpec, Provider, ValidatedSpec
 from metachat.validation import SpecError, UnknownAction, UnknownModel, validate_spec
 
@@ -31,7 +37,9 @@ class CatalogueOverrides(BaseModel):
     see ``docs/upstream.md``) or ``"<model>:<action>:submit"`` / ``"<model>:<action>:result"``
     for one model → path relative to the base URL; result paths contain ``{id}``.
     ``prices`` and ``expected_seconds``: ``"<model>"`` or ``"<model>:<action>"`` (more specific
-    wins) → points per task / typical seconds. Unknown keys are refused so typos surface at start.
+    wins) → points per task / typical seconds. ``default_params``: the same keys → params sent
+    when a job leaves them out, e.g. ``{"flux-2-pro": {"mode": "pro"}}``; a ``null`` value
+    removes a default. Unknown keys are refused so typos surface at start.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -39,6 +47,7 @@ class CatalogueOverrides(BaseModel):
     paths: dict[str, str] = Field(default_factory=dict)
     prices: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
     expected_seconds: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    default_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class Catalogue:
@@ -148,12 +157,14 @@ def _build_model(
     actions: dict[str, ActionSpec] = {}
     for action in template.actions:
         scoped = f"{template.id}:{action.name}"
+        result_path = _strip(overrides.paths.get(f"{scoped}:result", paths[action.result_endpoint]))
+        fallback = None
+        if action.result_fallback_endpoint is not None:
+            fallback = _strip(paths[action.result_fallback_endpoint])
         actions[action.name] = ActionSpec(
             name=action.name,
             submit_path=_strip(overrides.paths.get(f"{scoped}:submit", paths[action.endpoint])),
-            result_path=_strip(
-                overrides.paths.get(f"{scoped}:result", paths[action.result_endpoint])
-            ),
+            result_path=result_path,
             params_model=action.params_model,
             prompt=action.prompt,
             images=action.images,
@@ -165,6 +176,8 @@ def _build_model(
                 scoped, overrides.expected_seconds.get(template.id, action.expected_seconds)
             ),
             price_points=overrides.prices.get(scoped, overrides.prices.get(template.id)),
+            default_params=_default_params(template, action, overrides),
+            result_fallback_path=fallback if fallback != result_path else None,
         )
     return ModelSpec(
         id=template.id,
@@ -174,6 +187,33 @@ def _build_model(
         default_action=template.actions[0].name,
         actions=MappingProxyType(actions),
     )
+
+
+def _default_params(
+    template: ModelTemplate, action: ActionTemplate, overrides: CatalogueOverrides
+) -> Mapping[str, Any]:
+    """The model's defaults, then the model's override, then the action's; checked against the
+    action's params model so a wrong name or value stops the start-up rather than every submit."""
+    scoped = f"{template.id}:{action.name}"
+    merged = {
+        **template.default_params,
+        **overrides.default_params.get(template.id, {}),
+        **overrides.default_params.get(scoped, {}),
+    }
+    chosen = {name: value for name, value in merged.items() if value is not None}
+    try:
+        action.params_model.model_validate(chosen)
+    except ValidationError as exc:
+        # A default need not fill the params the job must give (pan's direction).
+        problems = [
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
+            for e in exc.errors()
+            if e["type"] != "missing"
+        ]
+        if problems:
+            joined = "; ".join(problems)
+            raise ValueError(f"catalogue default_params for {scoped}: {joined}") from None
+    return MappingProxyType(chosen)
 
 
 def _scoped_keys() -> tuple[set[str], set[str]]:
@@ -198,6 +238,7 @@ def _check_override_keys(overrides: CatalogueOverrides) -> None:
         ),
         *(f"prices[{k!r}]" for k in overrides.prices if k not in scoped),
         *(f"expected_seconds[{k!r}]" for k in overrides.expected_seconds if k not in scoped),
+        *(f"default_params[{k!r}]" for k in overrides.default_params if k not in scoped),
     ]
     if unknown:
         raise ValueError(f"unknown catalogue override keys: {', '.join(unknown)}")

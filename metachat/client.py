@@ -14,6 +14,7 @@ Every failure is an `UpstreamError` subclass from `metachat.errors`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -21,10 +22,16 @@ from typing import Any
 import httpx
 
 from metachat import normalise
-from metachat.bodies import submit_body
+from metachat.bodies import has_inline_images, submit_body
 from metachat.catalogue import Catalogue
 from metachat.envelope import read_envelope
-from metachat.errors import UpstreamTransient, UpstreamUncertain
+from metachat.errors import (
+    UpstreamEndpointMissing,
+    UpstreamTaskNotFound,
+    UpstreamTransient,
+    UpstreamUncertain,
+)
+from metachat.specs import path_with_id
 from metachat.tasks import SubmitRequest, UpstreamTask, UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -99,6 +106,8 @@ class MetaChatClient:
             self._headers["X-App-ID"] = app_id
         # Short values would mangle ordinary words if scrubbed; real keys are long.
         self._secrets = tuple(s for s in (api_key, app_id) if s and len(s) >= 8)
+        # (result path, fallback path) → whichever last answered for a task; per process.
+        self._answering_path: dict[tuple[str, str], str] = {}
 
     def __repr__(self) -> str:
         return f"MetaChatClient(base_url={self._base_url!r})"
@@ -107,6 +116,15 @@ class MetaChatClient:
     def catalogue(self) -> Catalogue:
         return self._catalogue
 
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def sends_app_id(self) -> bool:
+        """Whether requests carry ``X-App-ID`` (its value is never exposed)."""
+        return "X-App-ID" in self._headers
+
     async def submit(self, request: SubmitRequest) -> str:
         """Create one upstream task and return its id.
 
@@ -114,15 +132,46 @@ class MetaChatClient:
         blindly. `UpstreamTransient` with ``sent=False`` is always safe to retry.
         """
         action = self._catalogue.action(request.model, request.action)
-        body = submit_body(action, request)
+        if has_inline_images(request):
+            body = await asyncio.to_thread(submit_body, action, request)
+        else:
+            body = submit_body(action, request)
         data = await self._call("POST", action.submit_path, json=body, fetching=False)
         return normalise.submitted_task_id(data)
 
     async def fetch(self, model: str, action: str, task_id: str) -> UpstreamTask:
-        """The task's current state. Every retryable error (``is_retryable``) is safe to retry."""
+        """The task's current state. Every retryable error (``is_retryable``) is safe to retry.
+
+        An action with a fallback result path (the Midjourney video result) is polled on the
+        path that last answered; when that one does not know the task, or does not exist, the
+        other is asked once and remembered. A wrong guess costs one extra request per process.
+        """
         spec = self._catalogue.action(model, action)
-        data = await self._call("GET", spec.result_path_for(task_id), fetching=True)
+        if spec.result_fallback_path is None:
+            data = await self._call("GET", spec.result_path_for(task_id), fetching=True)
+        else:
+            data = await self._fetch_either(spec.result_path, spec.result_fallback_path, task_id)
         return normalise.upstream_task(data, task_id=task_id, result_field=spec.result_field)
+
+    async def _fetch_either(self, result_path: str, fallback_path: str, task_id: str) -> Any:
+        pair = (result_path, fallback_path)
+        first = self._answering_path.get(pair, result_path)
+        second = fallback_path if first == result_path else result_path
+        try:
+            data = await self._call("GET", path_with_id(first, task_id), fetching=True)
+        except (UpstreamTaskNotFound, UpstreamEndpointMissing) as missed:
+            try:
+                data = await self._call("GET", path_with_id(second, task_id), fetching=True)
+            except (UpstreamTaskNotFound, UpstreamEndpointMissing) as also_missed:
+                # Both asked: a path that exists and does not know the task is the answer.
+                if isinstance(missed, UpstreamTaskNotFound):
+                    raise missed from None
+                raise also_missed from None
+            logger.info("metachat: %s answered for a task %s did not know", second, first)
+            self._answering_path[pair] = second
+            return data
+        self._answering_path[pair] = first
+        return data
 
     async def balance(self) -> int | None:
         """The account's API points, rounded down; None when MetaChat does not say."""
@@ -138,6 +187,22 @@ class MetaChatClient:
             fetching=False,
         )
         return normalise.usage_records(data)
+
+    async def call_path(
+        self,
+        method: str,
+        path: str,
+        *,
+        fetching: bool,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """One request to any path under the base URL, read like every other answer: the
+        envelope's ``data`` or the matching `UpstreamError`. For diagnostics
+        (`metachat.probe`); jobs go through `submit` and `fetch`."""
+        return await self._call(
+            method, path.strip("/"), fetching=fetching, json=json, params=params
+        )
 
     async def _call(
         self,

@@ -17,6 +17,7 @@ import httpx
 
 from metachat.errors import (
     UpstreamAuthError,
+    UpstreamEndpointMissing,
     UpstreamInvalidResponse,
     UpstreamQuotaExceeded,
     UpstreamRateLimited,
@@ -51,7 +52,11 @@ def read_envelope(response: httpx.Response, *, fetching: bool, redact: Callable[
     kind = body.get("status") if body is not None else None
     kind_word = kind.strip().lower() if isinstance(kind, str) else None
     message = redact(_message(body, response))
+    refused = code >= 300 or kind_word not in (None, "success")
 
+    # The message first: a quota reported as a 429 is not a rate limit that waiting will clear.
+    if refused and _QUOTA.search(message):
+        raise UpstreamQuotaExceeded(message, http_status=code)
     if code in (401, 403) or kind_word in _AUTH_KINDS:
         auth_kind = kind_word if kind_word in _AUTH_KINDS else _auth_kind_for(code)
         raise UpstreamAuthError(message, kind=auth_kind, http_status=code)
@@ -64,9 +69,11 @@ def read_envelope(response: httpx.Response, *, fetching: bool, redact: Callable[
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         raise UpstreamTransient(message, sent=True, http_status=code, retry_after=retry_after)
     if code == 404 and kind_word != "fail":
-        raise UpstreamRejected(
-            f"MetaChat has no such endpoint ({response.request.url.path}); check the catalogue "
-            f"paths: {message}",
+        path = response.request.url.path
+        raise UpstreamEndpointMissing(
+            f"MetaChat has no such endpoint ({path}); check the catalogue paths "
+            f"(mcjobs upstream check): {message}",
+            path=path,
             http_status=code,
         )
     if code == 413:

@@ -6,7 +6,8 @@ Callers branch on the class, never on message text:
   ``sent`` says whether the request may have reached MetaChat.
 - `UpstreamRateLimited`: HTTP 429. Retry after ``retry_after``; not a failed attempt.
 - `UpstreamRejected`: a ``Fail`` envelope. Permanent; ``message`` is MetaChat's reason.
-  Subclasses: `UpstreamTaskNotFound`, `UpstreamQuotaExceeded`, `UpstreamUnknownModel`.
+  Subclasses: `UpstreamTaskNotFound`, `UpstreamQuotaExceeded`, `UpstreamUnknownModel`,
+  `UpstreamEndpointMissing`.
 - `UpstreamAuthError`: 401/403. Permanent until the operator fixes the key.
 - `UpstreamUncertain`: the request was sent and no answer came back. For a submit a task may
   exist (and be charged); for a fetch it is as harmless as a transient error.
@@ -78,7 +79,21 @@ class UpstreamTaskNotFound(UpstreamRejected):
 
 
 class UpstreamQuotaExceeded(UpstreamRejected):
-    """The account is out of API points: every further submit will fail the same way."""
+    """The account is out of API points: every further submit will fail the same way.
+
+    Decided by the message, whatever the HTTP status: the text has been seen in a ``Fail``
+    envelope, and a quota may also be reported as a 429, which must not be retried as a rate
+    limit (it would never clear by waiting).
+    """
+
+
+class UpstreamEndpointMissing(UpstreamRejected):
+    """HTTP 404 for the path itself (``not_found_error``): the catalogue names a path MetaChat
+    does not have. ``path`` is the request path; ``mcjobs upstream check`` finds the others."""
+
+    def __init__(self, message: str, *, path: str, http_status: int | None = 404) -> None:
+        super().__init__(message, http_status=http_status)
+        self.path = path
 
 
 class UpstreamUnknownModel(UpstreamRejected):

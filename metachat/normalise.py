@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,12 +52,16 @@ def submitted_task_id(data: object) -> str:
 
 
 def upstream_task(data: object, *, task_id: str, result_field: ResultField) -> UpstreamTask:
-    """Normalise a result answer's ``data``; a success must carry the action's output field."""
+    """Normalise a result answer's ``data``; a success must carry the action's output field
+    (a describe excepted: see `DESCRIBE_FIELDS`)."""
     if not isinstance(data, dict):
         raise UpstreamInvalidResponse(f"result for task {task_id} has no data object")
     status = task_status(data.get("status"))
     image_urls = _image_urls(data, prefer_list=result_field != "image_url")
-    video_url = _optional_str(data, "video_url")
+    video_urls = _string_list(data, "video_urls")
+    video_url = _optional_str(data, "video_url") or (video_urls[0] if video_urls else None)
+    if video_url is not None and video_url not in video_urls:
+        video_urls = [video_url, *video_urls]
     prompts = _prompts(data, describe=result_field == "prompts")
     task = UpstreamTask(
         task_id=task_id,
@@ -64,6 +69,7 @@ def upstream_task(data: object, *, task_id: str, result_field: ResultField) -> U
         progress=_progress(data.get("progress")),
         image_urls=image_urls,
         video_url=video_url,
+        video_urls=video_urls,
         prompts=prompts,
         points=_whole_points(data.get("total_points"), "total_points"),
         failure_reason=_optional_str(data, "fail_reason") if status == "failed" else None,
@@ -109,13 +115,17 @@ def _usage_record(row: object) -> UsageRecord:
     )
 
 
-def _image_urls(data: dict[str, Any], *, prefer_list: bool) -> list[str]:
-    listed = data.get("image_urls")
+def _string_list(data: dict[str, Any], key: str) -> list[str]:
+    listed = data.get(key)
     if listed is not None and (
         not isinstance(listed, list) or not all(isinstance(u, str) for u in listed)
     ):
-        raise UpstreamInvalidResponse("image_urls is not a list of strings")
-    urls = [u for u in listed or [] if u]
+        raise UpstreamInvalidResponse(f"{key} is not a list of strings")
+    return [u for u in listed or [] if u]
+
+
+def _image_urls(data: dict[str, Any], *, prefer_list: bool) -> list[str]:
+    urls = _string_list(data, "image_urls")
     single = _optional_str(data, "image_url")
     single_list = [single] if single else []
     # Midjourney reports one grid in image_url; generic models a list. Either may carry both.
@@ -124,15 +134,51 @@ def _image_urls(data: dict[str, Any], *, prefer_list: bool) -> list[str]:
     return single_list or urls
 
 
+DESCRIBE_FIELDS = (
+    "prompts",
+    "prompt",
+    "descriptions",
+    "description",
+    "results",
+    "result",
+    "texts",
+    "text",
+    "content",
+)
+"""Where a describe task's prompts have been seen or may plausibly be, first match wins."""
+
+# Midjourney numbers its four descriptions with keycap digits ("1️⃣ …"), one per paragraph.
+_KEYCAP = re.compile(r"(?=[1-9]\ufe0f?\u20e3)")
+_PARAGRAPH = re.compile(r"\n\s*\n")
+
+
 def _prompts(data: dict[str, Any], *, describe: bool) -> list[str]:
-    prompts = data.get("prompts")
-    if prompts is not None:
+    if not describe:
+        prompts = data.get("prompts")
+        if prompts is None:
+            return []
         if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
             raise UpstreamInvalidResponse("prompts is not a list of strings")
         return [p for p in prompts if p.strip()]
-    # A describe task has no input prompt, so a lone ``prompt`` can only be its output.
-    text = _optional_str(data, "prompt") if describe else None
-    return [text] if text else []
+    # A describe task is paid for: whatever field the prompts come in, read them rather than
+    # fail (the whole answer is kept in ``raw`` too). It has no input prompt, so a ``prompt``
+    # can only be its output.
+    for key in DESCRIBE_FIELDS:
+        found = _texts(data.get(key))
+        if found:
+            return found
+    return []
+
+
+def _texts(value: object) -> list[str]:
+    """A list of strings, or one string holding several numbered paragraphs, as prompts."""
+    if isinstance(value, list):
+        return [item.strip() for item in value if isinstance(item, str) and item.strip()]
+    if not isinstance(value, str) or not value.strip():
+        return []
+    text = value.strip()
+    parts = _KEYCAP.split(text) if _KEYCAP.search(text[1:]) else _PARAGRAPH.split(text)
+    return [part.strip() for part in parts if part.strip()]
 
 
 def _has_output(task: UpstreamTask, field: ResultField) -> bool:
@@ -140,7 +186,9 @@ def _has_output(task: UpstreamTask, field: ResultField) -> bool:
         return bool(task.image_urls)
     if field == "video_url":
         return task.video_url is not None
-    return bool(task.prompts)
+    # A finished describe with prompts in a field nobody has seen still succeeds: it is paid
+    # for, its answer is kept in ``raw``, and failing or retrying it would not bring the text.
+    return True
 
 
 def _optional_str(data: dict[str, Any], key: str) -> str | None:

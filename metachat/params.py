@@ -36,6 +36,7 @@ AspectRatio = Annotated[
 
 FluxAspect = Literal["9:21", "2:3", "3:4", "9:16", "1:1", "16:9", "4:3", "3:2", "21:9"]
 FluxSize = Literal["1MP", "2MP", "4MP"]
+FluxMode = Literal["pro", "max"]
 ZImageAspect = Literal["1:1", "3:2", "2:3", "4:3", "3:4", "16:9", "9:16"]
 ImageCount = Annotated[int, Field(ge=1, le=4, description="How many images to generate.")]
 
@@ -58,6 +59,26 @@ MidjourneyQuality = Annotated[
     float,
     AfterValidator(_midjourney_quality),
     Field(json_schema_extra={"enum": list(MIDJOURNEY_QUALITIES)}),
+]
+
+
+MIDJOURNEY_VIDEO_BATCHES = (1, 2, 4)
+
+
+def _video_batch_size(value: int) -> int:
+    if value not in MIDJOURNEY_VIDEO_BATCHES:
+        raise PydanticCustomError("batch_size", "must be 1, 2 or 4")
+    return value
+
+
+# An int enum by hand: a Literal of ints would take true for 1 and 2.0 for 2.
+VideoBatchSize = Annotated[
+    int,
+    AfterValidator(_video_batch_size),
+    Field(
+        description="How many clips one task makes.",
+        json_schema_extra={"enum": list(MIDJOURNEY_VIDEO_BATCHES)},
+    ),
 ]
 
 
@@ -124,38 +145,46 @@ class MidjourneyBlendParams(Params):
 
 
 class MidjourneyVideoParams(Params):
-    """Midjourney image-to-video; clips have a fixed length, so there is no duration."""
+    """Midjourney image-to-video; clips have a fixed length, so there is no duration.
+
+    ``motion``, ``loop`` and ``batch_size`` are Midjourney's own video knobs (low/high motion, a
+    clip that ends on its first frame, 1, 2 or 4 clips per task); their names on MetaChat's wire
+    are our assumption. With a ``batch_size`` above 1 the task yields that many clips.
+    """
 
     resolution: Literal["480p", "720p"] | None = None
+    motion: Literal["low", "high"] | None = None
+    loop: bool | None = None
+    batch_size: VideoBatchSize | None = None
 
 
-class FluxKontextParams(Params):
-    """FLUX.1 Kontext; ``mode`` is always sent because the upstream errors when it is null."""
+class FluxParams(Params):
+    """FLUX.1 Kontext and FLUX.2 pro / max.
 
-    mode: Literal["pro", "max"] = "pro"
-    num: ImageCount | None = None
-    aspect: FluxAspect | None = None
-    size: FluxSize | None = None
+    ``mode`` (pro/max): one public client always sends it because the upstream errored when it
+    was null, another never does. A job may set it; when it does not, the catalogue's
+    per-model ``default_params`` decide whether one is sent (``mcjobs upstream check`` shows
+    which the upstream wants).
+    """
 
-
-class Flux2Params(Params):
-    """FLUX.2 pro / max."""
-
+    mode: FluxMode | None = None
     num: ImageCount | None = None
     aspect: FluxAspect | None = None
     size: FluxSize | None = None
 
 
 class ZImageParams(Params):
-    """Z-Image turbo: only an aspect ratio is known."""
+    """Z-Image turbo: an aspect ratio and a pixel-size preset."""
 
     aspect: ZImageAspect | None = None
+    size: Literal["1K", "2K"] | None = None
 
 
 class SeedreamParams(Params):
-    """Doubao Seedream: a count and no aspect ratio."""
+    """Doubao Seedream: a count and a pixel-size preset; no aspect ratio."""
 
     num: ImageCount | None = None
+    size: Literal["1K", "2K", "4K"] | None = None
 
 
 class GrokImageParams(Params):

@@ -7,7 +7,8 @@ the operator's overrides, and `metachat.validation` checks a job spec against th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -57,7 +58,7 @@ class ImageRule:
     """How many reference images an action takes and in which forms.
 
     ``allow_data_url`` admits ``data:image/...;base64,...`` URLs in ``images[].url``; the client
-    sends those upstream as ``{b64, type, size}`` objects.
+    sends those upstream as ``{type, size, w, h, b64}`` objects, shrunk to about 420 KB.
     """
 
     min_count: int = 0
@@ -103,7 +104,12 @@ class SourceRule:
 
 @dataclass(frozen=True)
 class ActionSpec:
-    """One verb of one model: where it is sent, what it accepts and what it produces."""
+    """One verb of one model: where it is sent, what it accepts and what it produces.
+
+    ``default_params`` are sent upstream when a job leaves them out (FLUX ``mode``).
+    ``result_fallback_path`` is polled once when ``result_path`` does not know a task (the
+    Midjourney video result, whose path is not certain).
+    """
 
     name: str
     submit_path: str
@@ -117,6 +123,8 @@ class ActionSpec:
     produces: Produces
     expected_seconds: float
     price_points: int | None
+    default_params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    result_fallback_path: str | None = None
 
     @property
     def needs_source(self) -> bool:
@@ -128,7 +136,7 @@ class ActionSpec:
 
     def result_path_for(self, task_id: str) -> str:
         """The poll path for one upstream task id (the id is percent-encoded)."""
-        return self.result_path.replace("{id}", quote(task_id, safe=""))
+        return path_with_id(self.result_path, task_id)
 
     def params_json_schema(self) -> dict[str, Any]:
         return self.params_model.model_json_schema()
@@ -144,7 +152,13 @@ class ActionSpec:
             "produces": self.produces,
             "expected_seconds": self.expected_seconds,
             "price_points": self.price_points,
+            "default_params": dict(self.default_params),
         }
+
+
+def path_with_id(path: str, task_id: str) -> str:
+    """A result path with ``{id}`` replaced by the percent-encoded task id."""
+    return path.replace("{id}", quote(task_id, safe=""))
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ class UpstreamTask:
     """One upstream task as last seen.
 
     ``points`` is None when MetaChat did not say (unknown, not free). ``progress`` is 0..100 or
-    None. ``raw`` is the task object exactly as received, for debugging.
+    None. ``video_urls`` lists every clip of a task that made several (a Midjourney video
+    ``batch_size``); ``video_url`` is the first. ``raw`` is the task object exactly as received.
     """
 
     task_id: str
@@ -58,6 +59,7 @@ class UpstreamTask:
     progress: int | None = None
     image_urls: list[str] = field(default_factory=list)
     video_url: str | None = None
+    video_urls: list[str] = field(default_factory=list)
     prompts: list[str] = field(default_factory=list)
     points: int | None = None
     failure_reason: str | None = None

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from metachat.images import image_problem
 from metachat.specs import ActionSpec, ImageRule, ModelSpec, ValidatedSpec
 
 Loc = tuple[str | int, ...]
@@ -245,4 +246,4 @@ def _data_url_problem(rule: ImageRule, url: str) -> str | None:
         return "the base64 payload does not decode"
     if len(raw) > rule.max_data_url_bytes:
         return f"inline images may be at most {rule.max_data_url_bytes} bytes"
-    return None
+    return image_problem(raw)

@@ -10,7 +10,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sim.params import Flag, IntRange, NumberRange, OneOf, ParamRule, Ratio, Text, Words
+from sim.params import (
+    Choice,
+    Flag,
+    IntRange,
+    NumberRange,
+    OneOf,
+    ParamRule,
+    Ratio,
+    Text,
+    Words,
+)
 
 
 class Family(StrEnum):
@@ -19,6 +29,7 @@ class Family(StrEnum):
     MIDJOURNEY = "midjourney"
     IMAGE = "image"
     VIDEO = "video"
+    FLUX = "flux"  # the older FLUX.1 section's own paths (``legacy_flux_paths``)
 
 
 class Body(StrEnum):
@@ -78,6 +89,7 @@ MJ_VIDEO_RULES: Mapping[str, ParamRule] = {
     "resolution": OneOf(("480p", "720p")),
     "motion": OneOf(("low", "high")),
     "loop": Flag(),
+    "batch_size": Choice((1, 2, 4)),
 }
 BLEND_RULES: Mapping[str, ParamRule] = {"aspect": OneOf(("1:1", "2:3", "3:2"))}
 
@@ -92,6 +104,7 @@ class ModelSpec:
 
 
 MJ_MODELS = ("mj-v82", "mj-v81", "mj-v7", "mj-v61", "niji-7", "niji-6")
+FLUX_MODELS = ("flux-kontext", "flux-2-pro", "flux-2-max")
 IMAGE_MODELS = (
     "flux-kontext",
     "flux-2-pro",
@@ -221,6 +234,9 @@ SUBMIT_ROUTES: Mapping[str, SubmitRoute] = {
             "image/generate", "generate", Family.IMAGE, Body.PROMPT, Output.IMAGES, IMAGE_MODELS
         ),
         SubmitRoute(
+            "flux/generate", "generate", Family.FLUX, Body.PROMPT, Output.IMAGES, FLUX_MODELS
+        ),
+        SubmitRoute(
             "video/generate",
             "generate",
             Family.VIDEO,
@@ -283,4 +299,8 @@ RESULT_FAMILIES: Mapping[str, Family] = {
     "midjourney/result": Family.MIDJOURNEY,
     "image/result": Family.IMAGE,
     "video/result": Family.VIDEO,
+    "flux/result": Family.FLUX,
 }
+
+LEGACY_FLUX_PATHS = frozenset({"flux/generate", "flux/result"})
+"""Paths that exist only with ``legacy_flux_paths``; otherwise they answer 404."""

@@ -37,10 +37,20 @@ class SimConfig(BaseModel):
     numeric_status: bool = False
     strict_params: bool = True
     strict_sources: bool = True
+    # Submit bodies above this many bytes answer 413 (inline images too large); None: no limit.
+    max_body_bytes: int | None = Field(default=None, ge=1)
+    # Which era of the API: FLUX on its own flux/generate + flux/result paths (image/generate
+    # then refuses FLUX models), whether video/result also answers for Midjourney clips, and
+    # whether a FLUX submit without params.mode is refused.
+    legacy_flux_paths: bool = False
+    mj_video_on_video_result: bool = True
+    flux_mode_required: bool = False
     # Auth: any non-empty Bearer key unless api_key is set.
     api_key: SecretStr | None = None
     require_app_id: bool = False
     app_id: SecretStr | None = None
+    # Every authenticated request answers 403 permission_error (an expired or disabled key).
+    key_disabled: bool = False
     # Token bucket over all authenticated /open/v1 requests; 0 = unlimited.
     rate_limit_rps: float = Field(default=0.0, ge=0.0)
     rate_limit_burst: int | None = Field(default=None, ge=1)
@@ -95,6 +105,14 @@ PROFILES: Mapping[str, Mapping[str, Any]] = {
     "default": {},
     "fast": {"time_scale": 0.02},
     "instant": {"instant": True},
+    # The older paths and rules, so every catalogue override and client fallback can be tried.
+    "legacy": {
+        "time_scale": 0.02,
+        "legacy_flux_paths": True,
+        "mj_video_on_video_result": False,
+        "flux_mode_required": True,
+    },
+    "forbidden": {"time_scale": 0.02, "key_disabled": True},
     "flaky": {
         "time_scale": 0.02,
         "fail_rate": 0.05,

@@ -32,6 +32,16 @@ class OneOf:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """One of a fixed set of integers, as JSON integers (no ``true`` for 1, no ``2.0``)."""
+
+    choices: tuple[int, ...]
+
+    def accepts(self, value: object) -> bool:
+        return type(value) is int and value in self.choices
+
+
+@dataclass(frozen=True)
 class IntRange:
     """An integer within ``[low, high]``."""
 

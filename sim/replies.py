@@ -60,6 +60,10 @@ def unauthorized() -> SimReply:
     return service_error(401, "authentication_error", "Unauthorized Request")
 
 
+def forbidden() -> SimReply:
+    return service_error(403, "permission_error", "API key is expired or disabled")
+
+
 def rate_limited(retry_after: int) -> SimReply:
     return service_error(
         429, "rate_limit_error", "Too Many Requests", **{"Retry-After": str(retry_after)}
@@ -72,6 +76,10 @@ def internal_error() -> SimReply:
 
 def bad_gateway() -> SimReply:
     return SimReply(502, raw=BAD_GATEWAY_PAGE, media_type=HTML)
+
+
+def too_large() -> SimReply:
+    return service_error(413, "request_too_large", "Request Entity Too Large")
 
 
 def not_found_path() -> SimReply:

@@ -11,11 +11,20 @@ import json
 import random
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sim import replies
-from sim.catalogue import RESULT_FAMILIES, SUBMIT_ROUTES, Family, Output
+from sim.catalogue import (
+    FLUX_MODELS,
+    LEGACY_FLUX_PATHS,
+    RESULT_FAMILIES,
+    SUBMIT_ROUTES,
+    Family,
+    Output,
+    SubmitRoute,
+)
 from sim.clock import Clock, SystemClock
 from sim.config import SimConfig
 from sim.faults import Fault, TokenBucket, draw_fault
@@ -101,11 +110,16 @@ class Simulator:
     def submit(self, path: str, raw_body: bytes, headers: Mapping[str, str]) -> SimReply:
         """``POST <base>/<path>``: create a task, or refuse."""
         with self._lock:
-            route = SUBMIT_ROUTES[path]
+            route = self._submit_route(path)
+            if route is None:
+                return replies.not_found_path()
             refused, fault = self._gate(headers, is_submit=True)
             if refused is not None:
                 return refused
             self.stats.submit_requests += 1
+            limit = self.config.max_body_bytes
+            if limit is not None and len(raw_body) > limit:
+                return replies.too_large()
             now = self.clock.now()
             self.book.settle(now)
             spec = parse_submit(route, _json_or_none(raw_body), self.config, self.book.tasks, now)
@@ -133,6 +147,8 @@ class Simulator:
         """``GET <base>/<family>/result/<id>``: the task as it stands now."""
         with self._lock:
             family = RESULT_FAMILIES[result_path]
+            if result_path in LEGACY_FLUX_PATHS and not self.config.legacy_flux_paths:
+                return replies.not_found_path()
             refused, fault = self._gate(headers, is_submit=False)
             if refused is not None:
                 return refused
@@ -140,7 +156,9 @@ class Simulator:
             self.stats.polls_by_path[result_path] += 1
             now = self.clock.now()
             self.book.settle(now)
-            task = self.book.find(task_id, family)
+            task = self.book.find(
+                task_id, family, video_result_has_clips=self.config.mj_video_on_video_result
+            )
             if task is None:
                 self.stats.polls_unknown_id += 1
                 if family is Family.VIDEO:
@@ -217,6 +235,9 @@ class Simulator:
         if not self._authorized(headers):
             self.stats.unauthorized += 1
             return replies.unauthorized(), None
+        if self.config.key_disabled:
+            self.stats.forbidden += 1
+            return replies.forbidden(), None
         wait = self.bucket.take(self.clock.now())
         if wait is not None:
             self.stats.rate_limited += 1
@@ -237,6 +258,16 @@ class Simulator:
             self.stats.rate_limited += 1
             return replies.rate_limited(self.config.retry_after_seconds), fault
         return None, fault
+
+    def _submit_route(self, path: str) -> SubmitRoute | None:
+        """The route as this era of the API has it; None where the path does not exist."""
+        route = SUBMIT_ROUTES[path]
+        legacy = self.config.legacy_flux_paths
+        if path in LEGACY_FLUX_PATHS and not legacy:
+            return None
+        if legacy and route.family is Family.IMAGE:
+            return replace(route, models=tuple(m for m in route.models if m not in FLUX_MODELS))
+        return route
 
     def _authorized(self, headers: Mapping[str, str]) -> bool:
         scheme, _, key = headers.get("authorization", "").partition(" ")
@@ -306,6 +337,8 @@ class Simulator:
             data["image_urls"] = urls
         elif task.output is Output.VIDEO:
             data["video_url"] = urls[0]
+            if len(urls) > 1:  # a Midjourney batch; one clip answers in the measured shape
+                data["video_urls"] = urls
         else:
             data["prompts"] = list(task.prompts)
         return data

@@ -27,6 +27,7 @@ class SimStats:
     rate_limited: int = 0
     errors_5xx: int = 0
     unauthorized: int = 0
+    forbidden: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     files_served: int = 0
 
@@ -47,6 +48,7 @@ class SimStats:
             "rate_limited": self.rate_limited,
             "errors_5xx": self.errors_5xx,
             "unauthorized": self.unauthorized,
+            "forbidden": self.forbidden,
             "faults": dict(self.faults),
             "faults_injected": sum(self.faults.values()),
             "files_served": self.files_served,

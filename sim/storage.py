@@ -14,7 +14,7 @@ OSS_PREFIX = "/oss"
 def file_names(output: Output, count: int) -> list[str]:
     """The file names a succeeded task publishes."""
     if output is Output.VIDEO:
-        return ["0.mp4"]
+        return [f"{n}.mp4" for n in range(count)]
     if output in (Output.GRID, Output.SINGLE):
         return ["0.png"]
     return [f"{n}.png" for n in range(count)]

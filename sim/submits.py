@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sim.catalogue import BLEND_RULES, DEFAULT_BLEND_MODEL, MODELS, Body, Output, SubmitRoute
+from sim.catalogue import (
+    BLEND_RULES,
+    DEFAULT_BLEND_MODEL,
+    FLUX_MODELS,
+    MODELS,
+    Body,
+    Output,
+    SubmitRoute,
+)
 from sim.config import SimConfig
 from sim.params import params_are_valid
 from sim.tasks import SimTask, TaskSpec
@@ -15,6 +23,7 @@ PARAMS_REFUSAL = "绘图描述中存在错误的参数，请修改后重新提�
 SOURCE_MISSING = "原任务不存在"
 SOURCE_UNFINISHED = "原任务尚未完成，请稍后再试"  # noqa: RUF001
 SOURCE_UNSUITABLE = "原任务不支持该操作"
+MODE_REFUSAL = "params.mode: Expected 'pro' | 'max', received null"
 MAX_PROMPT = 5000
 MAX_REFERENCES = 5
 
@@ -58,6 +67,12 @@ def _fresh(route: SubmitRoute, body: dict[str, object], config: SimConfig) -> Ta
     if model not in route.models:
         return enum_refusal(route.models, "undefined" if model is None else model)
     assert isinstance(model, str)
+    if config.flux_mode_required and model in FLUX_MODELS:
+        params_seen = body.get("params")
+        mode = params_seen.get("mode") if isinstance(params_seen, dict) else None
+        if mode is None:
+            # The schema's own words, before anything else is looked at (our assumption).
+            return Refusal(MODE_REFUSAL)
 
     prompt = body.get("prompt", "")
     prompt_needed = route.body is Body.PROMPT

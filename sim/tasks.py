@@ -126,26 +126,30 @@ class SimTask:
 
 
 def price_of(spec: TaskSpec, config: SimConfig) -> int:
-    """Points a task costs: per picture, per 5 s of Grok video, per Midjourney action."""
+    """Points a task costs: per picture, per 5 s of Grok video, per Midjourney action or clip."""
     route = spec.route
     # A partial table in the config overrides only the entries it names.
     if route.action in config.action_points or route.action in DEFAULT_ACTION_POINTS:
         return config.action_points.get(route.action, DEFAULT_ACTION_POINTS[route.action])
     base = config.points.get(spec.model, DEFAULT_MODEL_POINTS.get(spec.model, 0))
-    if route.output is Output.IMAGES:
-        return base * output_count(spec)
     if route.family is Family.VIDEO:
         duration = spec.params.get("duration", 5)
         seconds = duration if isinstance(duration, int) else 5
         return math.ceil(base * seconds / 5)
+    if route.output in (Output.IMAGES, Output.VIDEO):
+        return base * output_count(spec)
     return base
 
 
 def output_count(spec: TaskSpec) -> int:
-    """How many files a succeeded task yields (``params.num`` for image models)."""
+    """How many files a succeeded task yields (``params.num`` for image models,
+    ``params.batch_size`` for Midjourney clips)."""
     if spec.route.output is Output.IMAGES:
         num = spec.params.get("num", 1)
         return num if isinstance(num, int) else 1
+    if spec.route.output is Output.VIDEO:
+        batch = spec.params.get("batch_size", 1)
+        return batch if isinstance(batch, int) else 1
     if spec.route.output is Output.PROMPTS:
         return 0
     return 1
@@ -233,15 +237,19 @@ class TaskBook:
         self.reserved += task.points
         heapq.heappush(self._pending, (task.finished_at, task.number, task.id))
 
-    def find(self, task_id: str, family: Family) -> SimTask | None:
-        """The task with ``task_id`` if the result path of ``family`` answers for it."""
+    def find(
+        self, task_id: str, family: Family, *, video_result_has_clips: bool = True
+    ) -> SimTask | None:
+        """The task with ``task_id`` if the result path of ``family`` answers for it.
+
+        ``video_result_has_clips``: the "video result" page answers for Midjourney clips too.
+        """
         task = self.tasks.get(task_id)
         if task is None:
             return None
         if task.family is family:
             return task
-        # The newer "video result" page answers for Midjourney clips too.
-        if family is Family.VIDEO and task.output is Output.VIDEO:
+        if video_result_has_clips and family is Family.VIDEO and task.output is Output.VIDEO:
             return task
         return None
 

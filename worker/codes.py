@@ -11,6 +11,7 @@ from core.cancel import ERROR_CODE as CANCELLED
 from core.maintenance import DEADLINE_EXCEEDED, SUBMIT_UNCERTAIN
 
 UPSTREAM_REJECTED = "upstream_rejected"
+UPSTREAM_QUOTA_EXCEEDED = "upstream_quota_exceeded"
 UPSTREAM_UNAVAILABLE = "upstream_unavailable"
 UPSTREAM_FAILED = "upstream_failed"
 INVALID_UPSTREAM_RESPONSE = "invalid_upstream_response"
@@ -26,6 +27,7 @@ __all__ = [
     "SOURCE_FAILED",
     "SUBMIT_UNCERTAIN",
     "UPSTREAM_FAILED",
+    "UPSTREAM_QUOTA_EXCEEDED",
     "UPSTREAM_REJECTED",
     "UPSTREAM_UNAVAILABLE",
 ]

@@ -230,6 +230,8 @@ def record_polls(
 def result_of(task: UpstreamTask) -> dict[str, Any]:
     """The job's ``result``: image URLs (Midjourney's grid is one), video URL, prompts."""
     result: dict[str, Any] = {"image_urls": list(task.image_urls), "video_url": task.video_url}
+    if len(task.video_urls) > 1:  # a Midjourney video batch: every clip, the first as video_url
+        result["video_urls"] = list(task.video_urls)
     if task.prompts:
         result["prompts"] = list(task.prompts)
     return result

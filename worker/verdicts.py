@@ -5,8 +5,10 @@
 - 429: queued again after ``Retry-After``; the provider is slowed down. No attempt spent.
 - 5xx or an unreadable error page: queued again with the job's own back-off, an attempt spent;
   after ``SUBMIT_MAX_ATTEMPTS`` it fails with ``upstream_unavailable``.
-- A ``Fail`` envelope: fails with ``upstream_rejected`` and MetaChat's message. When the account
-  is out of points, all submits also pause for a minute rather than burning the whole queue.
+- A ``Fail`` envelope: fails with ``upstream_rejected`` and MetaChat's message.
+- The account is out of points (MetaChat's quota message, in a ``Fail`` envelope or a 429):
+  fails with ``upstream_quota_exceeded``, and all submits pause for a minute rather than burning
+  the whole queue. Never retried as a rate limit: waiting does not buy points.
 - 401/403: queued again, all submits paused, logged as an error. A wrong key is the operator's
   to fix; failing every queued job meanwhile would burn batches for nothing.
 - Sent but unanswered (read timeout): fails with ``submit_uncertain``: MetaChat may have made
@@ -69,7 +71,11 @@ def judge_submit_error(
         return Verdict(Action.AUTH, message, pause_all=True)
     if isinstance(error, UpstreamQuotaExceeded):
         return Verdict(
-            Action.FAIL, message, code=codes.UPSTREAM_REJECTED, spends_attempt=True, pause_all=True
+            Action.FAIL,
+            f"the MetaChat account is out of API points; buy points, then retry ({message})",
+            code=codes.UPSTREAM_QUOTA_EXCEEDED,
+            spends_attempt=True,
+            pause_all=True,
         )
     if isinstance(error, UpstreamRejected):
         return Verdict(Action.FAIL, message, code=codes.UPSTREAM_REJECTED, spends_attempt=True)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from metachat import (
+    CatalogueOverrides,
     MetaChatClient,
     SubmitRequest,
     UpstreamAuthError,
@@ -30,6 +31,7 @@ from metachat import (
     make_http_client,
 )
 from sim import SimConfig, SimServer
+from tests.support.pictures import data_url, noisy_picture
 
 API_KEY = "sk-integration-0123456789"
 REF = {"url": "https://example.com/reference.png"}
@@ -395,3 +397,122 @@ def test_a_wrong_key_is_an_auth_error_that_does_not_echo_the_key(
         run(scenario())
     assert caught.value.http_status == 401
     assert "sk-a-wrong-key-1111" not in str(caught.value) + repr(caught.value)
+
+
+async def _polled_to_the_end(
+    client: MetaChatClient, request: SubmitRequest
+) -> tuple[UpstreamTask, int]:
+    """The finished task and how many times the client fetched it."""
+    task_id = await client.submit(request)
+    fetches = 0
+    async with asyncio.timeout(POLL_LIMIT):
+        while True:
+            task = await client.fetch(request.model, request.action, task_id)
+            fetches += 1
+            if task.is_terminal:
+                return task, fetches
+            await asyncio.sleep(0.05)
+
+
+MJ_VIDEO = SubmitRequest("mj-video-v1", "video", images=[REF])
+
+
+def test_a_wrong_midjourney_video_result_path_costs_exactly_one_extra_poll(
+    start_sim: Callable[..., SimServer],
+) -> None:
+    # The legacy profile's video/result does not know Midjourney clips.
+    sim = start_sim("legacy", time_scale=TIME_SCALE)
+
+    async def scenario() -> tuple[UpstreamTask, int]:
+        async with client_for(sim) as client:
+            return await _polled_to_the_end(client, MJ_VIDEO)
+
+    task, fetches = run(scenario())
+
+    assert task.status == "succeeded" and task.video_url is not None
+    stats = sim.stats()
+    assert fetches >= 2
+    assert stats["polls"] == fetches + 1
+    assert stats["polls_by_path"] == {"video/result": 1, "midjourney/result": fetches}
+
+
+def test_a_right_midjourney_video_result_path_costs_no_extra_poll(
+    start_sim: Callable[..., SimServer],
+) -> None:
+    sim = start_sim()
+
+    async def scenario() -> tuple[UpstreamTask, int]:
+        async with client_for(sim) as client:
+            return await _polled_to_the_end(client, MJ_VIDEO)
+
+    task, fetches = run(scenario())
+
+    assert task.status == "succeeded"
+    assert sim.stats()["polls_by_path"] == {"video/result": fetches}
+
+
+def test_a_batch_of_midjourney_clips_yields_every_clip(
+    start_sim: Callable[..., SimServer],
+) -> None:
+    sim = start_sim("instant")
+    request = SubmitRequest(
+        "mj-video-v1",
+        "video",
+        params={"motion": "high", "loop": False, "batch_size": 4},
+        images=[REF],
+    )
+
+    async def scenario() -> UpstreamTask:
+        async with client_for(sim) as client:
+            return await finished(client, request)
+
+    task = run(scenario())
+
+    assert len(task.video_urls) == 4 and task.video_url == task.video_urls[0]
+    assert task.points == 4 * 600
+    for url in task.video_urls:
+        assert httpx.get(url, trust_env=False).headers["content-type"] == "video/mp4"
+
+
+def test_a_large_inline_reference_is_shrunk_so_the_upstream_takes_it(
+    start_sim: Callable[..., SimServer],
+) -> None:
+    # About 2 MB of base64 in, while this simulator answers 413 above 1 MB.
+    picture = noisy_picture(1000, 700, "PNG")
+    sim = start_sim("instant", max_body_bytes=1_000_000)
+    request = SubmitRequest(
+        "flux-kontext",
+        "generate",
+        prompt="put a hat on it",
+        images=[{"url": data_url(picture, "image/png")}],
+    )
+
+    async def scenario() -> UpstreamTask:
+        async with client_for(sim) as client:
+            return await finished(client, request)
+
+    assert run(scenario()).status == "succeeded"
+    assert sim.stats()["tasks_created"] == 1
+
+
+def test_flux_on_the_legacy_paths_works_with_the_overrides_the_check_prints(
+    start_sim: Callable[..., SimServer],
+) -> None:
+    sim = start_sim("legacy", time_scale=TIME_SCALE)
+    overrides = CatalogueOverrides(
+        paths={
+            "flux-2-pro:generate:submit": "flux/generate",
+            "flux-2-pro:generate:result": "flux/result/{id}",
+        },
+        default_params={"flux-2-pro": {"mode": "pro"}},
+    )
+
+    async def scenario() -> UpstreamTask:
+        async with make_http_client(trust_env=False) as http:
+            client = MetaChatClient(
+                http, build_catalogue(overrides), base_url=sim.base_url, api_key=API_KEY
+            )
+            return await finished(client, SubmitRequest("flux-2-pro", "generate", prompt="mug"))
+
+    assert run(scenario()).status == "succeeded"
+    assert sim.stats()["submits_by_path"] == {"flux/generate": 1}

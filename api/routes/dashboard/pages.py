@@ -28,6 +28,7 @@ from api.routes.dashboard.sessions import (
     set_cookie,
     start_session,
 )
+from api.routes.dashboard.upstream import last_check_of
 from api.routes.dashboard.view import (
     DEFAULT_WINDOW,
     WINDOWS,
@@ -247,6 +248,33 @@ def job_page(request: Request, job_id: str, db: DbDep, settings: SettingsDep) ->
             "dashboard_message.html", 404, title="No such job", message=f"No job {job_id}."
         )
     return _render("dashboard_job.html", operator=operator, detail=detail)
+
+
+@router.api_route("/upstream", methods=["GET", "POST"])
+def upstream_page(request: Request, db: DbDep, settings: SettingsDep) -> Response:
+    """`mcjobs upstream check` from the browser: the last report; a POST runs a new one."""
+    try:
+        operator = _operator(request, db, settings)
+    except SessionStoreDown:
+        return _unavailable()
+    if operator is None:
+        return _to_login()
+    busy = False
+    last_check = last_check_of(request.app.state)
+    if request.method == "POST":
+        if not _same_origin(request):
+            return _render(
+                "dashboard_message.html", 403, title="Refused", message="Cross-site POST."
+            )
+        busy = last_check.run(settings) is None
+    return _render(
+        "dashboard_upstream.html",
+        operator=operator,
+        checked=last_check.latest,
+        busy=busy,
+        has_key=settings.metachat_api_key is not None,
+        base_url=settings.metachat_base_url,
+    )
 
 
 @router.get("/static/{name}")

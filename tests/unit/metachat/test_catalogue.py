@@ -72,7 +72,7 @@ def test_every_upstream_model_id_is_listed_with_its_provider() -> None:
     [
         ("mj-v7", "imagine", "midjourney/imagine", "midjourney/result/{id}", "image_url"),
         ("niji-6", "imagine", "midjourney/imagine", "midjourney/result/{id}", "image_url"),
-        ("mj-video-v1", "video", "midjourney/video", "midjourney/result/{id}", "video_url"),
+        ("mj-video-v1", "video", "midjourney/video", "video/result/{id}", "video_url"),
         ("flux-kontext", "generate", "image/generate", "image/result/{id}", "image_urls"),
         ("z-image-turbo", "generate", "image/generate", "image/result/{id}", "image_urls"),
         (GROK_VIDEO, "generate", "video/generate", "video/result/{id}", "video_url"),
@@ -139,6 +139,36 @@ REFUSED = [
         [("params", "aspect")],
     ),
     ("flux-mode-enum", spec(model="flux-kontext", params={"mode": "ultra"}), [("params", "mode")]),
+    (
+        "z-image-size-preset",
+        spec(model="z-image-turbo", params={"size": "4K"}),
+        [("params", "size")],
+    ),
+    (
+        "seedream-size-preset",
+        spec(model="doubao-seedream-5-0-260128", params={"size": "1MP"}),
+        [("params", "size")],
+    ),
+    (
+        "mj-video-batch-of-three",
+        spec(
+            model="mj-video-v1",
+            prompt=None,
+            images=[{"url": "https://e.x/f.png"}],
+            params={"batch_size": 3},
+        ),
+        [("params", "batch_size")],
+    ),
+    (
+        "mj-video-loop-as-string",
+        spec(
+            model="mj-video-v1",
+            prompt=None,
+            images=[{"url": "https://e.x/f.png"}],
+            params={"loop": "yes"},
+        ),
+        [("params", "loop")],
+    ),
     (
         "seedream-has-no-aspect",
         spec(model="doubao-seedream-4-5-251128", params={"aspect": "1:1"}),
@@ -277,14 +307,31 @@ ACCEPTED = [
     ),
     ("mj-imagine-none-dropped", spec(params={"aspect": None}), {}),
     (
-        "flux-kontext-mode-default",
+        "flux-kontext-mode-left-to-the-catalogue",
         spec(model="flux-kontext", params={"num": 2}),
-        {"mode": "pro", "num": 2},
+        {"num": 2},
+    ),
+    ("flux-2-mode", spec(model="flux-2-max", params={"mode": "max"}), {"mode": "max"}),
+    ("z-image-size", spec(model="z-image-turbo", params={"size": "2K"}), {"size": "2K"}),
+    (
+        "seedream-size",
+        spec(model="doubao-seedream-4-5-251128", params={"size": "4K", "num": 2}),
+        {"size": "4K", "num": 2},
+    ),
+    (
+        "mj-video-knobs",
+        spec(
+            model="mj-video-v1",
+            prompt=None,
+            images=[{"url": "https://e.x/f.png"}],
+            params={"motion": "high", "loop": True, "batch_size": 4},
+        ),
+        {"motion": "high", "loop": True, "batch_size": 4},
     ),
     (
         "flux-inline-reference",
         spec(model="flux-kontext", images=[{"url": PNG_DATA_URL}]),
-        {"mode": "pro"},
+        {},
     ),
     (
         "grok-video-duration-default",
@@ -372,6 +419,51 @@ def test_overrides_replace_endpoint_and_single_model_paths() -> None:
     assert catalogue.action("flux-kontext").result_path_for("a/b") == "flux/result/a%2Fb"
     assert catalogue.action("flux-2-pro").submit_path == "image/generate"
     assert catalogue.balance_path == "account/points"
+
+
+def test_the_midjourney_video_result_falls_back_to_the_midjourney_result_path() -> None:
+    video = CATALOGUE.action("mj-video-v1")
+    assert (video.result_path, video.result_fallback_path) == (
+        "video/result/{id}",
+        "midjourney/result/{id}",
+    )
+    assert CATALOGUE.action("mj-v7").result_fallback_path is None
+
+
+def test_a_video_result_path_equal_to_the_fallback_polls_one_path() -> None:
+    catalogue = build_catalogue(
+        CatalogueOverrides(paths={"midjourney.video_result": "midjourney/result/{id}"})
+    )
+    assert catalogue.action("mj-video-v1").result_fallback_path is None
+
+
+def test_flux_mode_is_a_per_model_default_an_override_can_add_or_remove() -> None:
+    assert CATALOGUE.action("flux-kontext").default_params == {"mode": "pro"}
+    assert CATALOGUE.action("flux-2-pro").default_params == {}
+    catalogue = build_catalogue(
+        CatalogueOverrides(
+            default_params={
+                "flux-2-pro": {"mode": "pro"},
+                "flux-2-max:generate": {"mode": "max"},
+                "flux-kontext": {"mode": None},
+            }
+        )
+    )
+    assert catalogue.action("flux-2-pro").default_params == {"mode": "pro"}
+    assert catalogue.action("flux-2-max").default_params == {"mode": "max"}
+    assert catalogue.action("flux-kontext").default_params == {}
+
+
+@pytest.mark.parametrize(
+    "default_params",
+    [{"flux-2-pro": {"mode": "ultra"}}, {"z-image-turbo": {"mode": "pro"}}, {"gpt-1": {}}],
+    ids=["bad-value", "unknown-param", "unknown-model"],
+)
+def test_a_default_param_the_model_would_refuse_stops_the_start(
+    default_params: dict[str, Any],
+) -> None:
+    with pytest.raises(ValueError, match="catalogue"):
+        build_catalogue(CatalogueOverrides(default_params=default_params))
 
 
 def test_overrides_set_prices_and_durations_most_specific_first() -> None:

@@ -11,6 +11,7 @@ import pytest
 from metachat import (
     SubmitRequest,
     UpstreamAuthError,
+    UpstreamEndpointMissing,
     UpstreamError,
     UpstreamInvalidResponse,
     UpstreamQuotaExceeded,
@@ -50,6 +51,7 @@ SUBMIT_FLUX = Call("submit", "flux-kontext", "generate")
 FETCH_MJ = Call("fetch", "mj-v7", "imagine", MJ_ID)
 FETCH_IMAGE = Call("fetch", "flux-kontext", "generate", IMG_ID)
 FETCH_VIDEO = Call("fetch", "grok-imagine-video-1.5-preview", "generate", "job-1")
+DESCRIBE = Call("fetch", "mj-v7", "describe", "d-1")
 BALANCE = Call("balance")
 USAGE = Call("usage")
 
@@ -76,6 +78,12 @@ CASES = [
         },
     ),
     Case("submit-quota-exceeded.json", SUBMIT_FLUX, raises=UpstreamQuotaExceeded),
+    Case(
+        "submit-quota-exceeded-429.json",
+        SUBMIT_FLUX,
+        raises=UpstreamQuotaExceeded,
+        attrs={"http_status": 429},
+    ),
     Case(
         "submit-unknown-model.json",
         SUBMIT_FLUX,
@@ -122,7 +130,10 @@ CASES = [
         attrs={"retry_after": 7.0},
     ),
     Case(
-        "endpoint-not-found-404.json", FETCH_MJ, raises=UpstreamRejected, attrs={"http_status": 404}
+        "endpoint-not-found-404.json",
+        FETCH_MJ,
+        raises=UpstreamEndpointMissing,
+        attrs={"http_status": 404, "path": "/open/v1/midjourney/result/" + MJ_ID},
     ),
     Case(
         "payload-too-large-413.json",
@@ -185,11 +196,51 @@ CASES = [
         returns={"status": "succeeded", "video_url": f"{OSS}/mj/clip.mp4", "points": 300},
     ),
     Case(
+        "mj-video-result-batch.json",
+        Call("fetch", "mj-video-v1", "video", "mjv-2"),
+        returns={
+            "status": "succeeded",
+            "video_url": f"{OSS}/mj/clip-0.mp4",
+            "video_urls": [f"{OSS}/mj/clip-0.mp4", f"{OSS}/mj/clip-1.mp4"],
+        },
+    ),
+    Case(
         "describe-result-success.json",
-        Call("fetch", "mj-v7", "describe", "d-1"),
+        DESCRIBE,
         returns={
             "status": "succeeded",
             "prompts": ["a lighthouse at dawn, oil painting", "a coastal tower in morning fog"],
+        },
+    ),
+    Case(
+        "describe-result-description-text.json",
+        DESCRIBE,
+        returns={
+            "status": "succeeded",
+            "prompts": [
+                "1️⃣ a lighthouse at dawn, oil painting --ar 3:2",
+                "2️⃣ a coastal tower in morning fog --ar 3:2",
+                "3️⃣ a white beacon over grey sea --ar 3:2",
+                "4️⃣ a lonely tower, watercolor --ar 3:2",
+            ],
+            "points": 10,
+        },
+    ),
+    Case(
+        "describe-result-prompt-list.json",
+        DESCRIBE,
+        returns={
+            "status": "succeeded",
+            "prompts": ["a red fox in snow, ink wash", "a fox asleep under pines"],
+        },
+    ),
+    Case(
+        "describe-result-unknown-field.json",
+        DESCRIBE,
+        returns={
+            "status": "succeeded",
+            "prompts": [],
+            "raw": load_fixture("describe-result-unknown-field.json")["body"]["data"],
         },
     ),
     Case(
@@ -253,6 +304,7 @@ CASES = [
     Case("video-result-unknown-id-500.json", SUBMIT_MJ, raises=UpstreamTransient),
     Case("auth-401.json", BALANCE, raises=UpstreamAuthError),
     Case("rate-limited-429.json", USAGE, raises=UpstreamRateLimited),
+    Case("submit-quota-exceeded-429.json", FETCH_IMAGE, raises=UpstreamQuotaExceeded),
 ]
 
 

@@ -113,9 +113,48 @@ SHAPES = [
             "prompt": "put sunglasses on her",
             "params": {"mode": "pro"},
             "images": [
-                {"b64": f"data:image/png;base64,{PNG_B64}", "type": "image/png", "size": 70}
+                {
+                    "type": "image/png",
+                    "size": 70,
+                    "w": 1,
+                    "h": 1,
+                    "b64": f"data:image/png;base64,{PNG_B64}",
+                }
             ],
         },
+    ),
+    (
+        "flux-kontext-mode-from-the-catalogue",
+        SubmitRequest("flux-kontext", "generate", prompt="a mug", params={"num": 2}),
+        "image/generate",
+        {"model": "flux-kontext", "prompt": "a mug", "params": {"mode": "pro", "num": 2}},
+    ),
+    (
+        "flux-2-without-mode",
+        SubmitRequest("flux-2-pro", "generate", prompt="a mug"),
+        "image/generate",
+        {"model": "flux-2-pro", "prompt": "a mug"},
+    ),
+    (
+        "mj-video-knobs",
+        SubmitRequest(
+            "mj-video-v1",
+            "video",
+            params={"motion": "low", "loop": True, "batch_size": 2},
+            images=[{"url": FRAME}],
+        ),
+        "midjourney/video",
+        {
+            "model": "mj-video-v1",
+            "params": {"motion": "low", "loop": True, "batch_size": 2},
+            "images": [{"url": FRAME}],
+        },
+    ),
+    (
+        "z-image-size",
+        SubmitRequest("z-image-turbo", "generate", prompt="a mug", params={"size": "2K"}),
+        "image/generate",
+        {"model": "z-image-turbo", "prompt": "a mug", "params": {"size": "2K"}},
     ),
     (
         "seedream",
@@ -171,6 +210,22 @@ async def test_requests_carry_the_app_id_when_configured() -> None:
     assert upstream.last.headers["authorization"] == f"Bearer {API_KEY}"
 
 
+@pytest.mark.parametrize(
+    ("job_params", "sent"),
+    [({}, {"mode": "pro"}), ({"mode": "max", "num": 2}, {"mode": "max", "num": 2})],
+    ids=["catalogue-default", "the-jobs-own-mode-wins"],
+)
+async def test_an_override_makes_flux_2_send_a_mode(
+    job_params: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    upstream = Upstream(submitted)
+    client = make_client(
+        upstream, overrides=CatalogueOverrides(default_params={"flux-2-pro": {"mode": "pro"}})
+    )
+    await client.submit(SubmitRequest("flux-2-pro", "generate", prompt="x", params=job_params))
+    assert upstream.last_json()["params"] == sent
+
+
 async def test_a_validated_spec_becomes_the_body_it_describes() -> None:
     spec = build_catalogue().validate(
         model="mj-v7",
@@ -193,7 +248,7 @@ async def test_a_validated_spec_becomes_the_body_it_describes() -> None:
     [
         ("mj-v7", "imagine", "midjourney/result/abc"),
         ("mj-v7", "upscale", "midjourney/result/abc"),
-        ("mj-video-v1", "video", "midjourney/result/abc"),
+        ("mj-video-v1", "video", "video/result/abc"),
         ("z-image-turbo", "generate", "image/result/abc"),
         ("grok-imagine-video-1.5-preview", "generate", "video/result/abc"),
     ],

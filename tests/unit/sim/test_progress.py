@@ -114,5 +114,7 @@ def test_every_named_profile_builds_a_config(profile: str) -> None:
 
 
 def test_an_unknown_profile_is_refused_naming_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="known: default, fast, flaky, instant, realistic"):
+    with pytest.raises(
+        ValueError, match="known: default, fast, flaky, forbidden, instant, legacy, realistic"
+    ):
         SimConfig.for_profile("turbo")

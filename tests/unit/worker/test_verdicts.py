@@ -66,9 +66,18 @@ CASES = [
         0,
         False,
         Action.FAIL,
-        "upstream_rejected",
+        "upstream_quota_exceeded",
         True,
         id="out-of-points-fails-the-job",
+    ),
+    pytest.param(
+        UpstreamQuotaExceeded("You exceeded your current API quota.", http_status=429),
+        0,
+        False,
+        Action.FAIL,
+        "upstream_quota_exceeded",
+        True,
+        id="out-of-points-as-a-429-fails-rather-than-waiting",
     ),
     pytest.param(
         UpstreamAuthError("bad key", kind="authentication_error"),
@@ -158,3 +167,16 @@ def test_the_upstream_message_is_kept_for_a_rejection() -> None:
         resubmit_on_uncertain=False,
     )
     assert verdict.message == "绘图描述中存在错误的参数"
+
+
+def test_out_of_points_pauses_every_submit_and_says_what_to_do() -> None:
+    verdict = judge_submit_error(
+        UpstreamQuotaExceeded("You exceeded your current API quota.", http_status=429),
+        attempts=0,
+        max_attempts=6,
+        resubmit_on_uncertain=False,
+    )
+    assert verdict.pause_all
+    assert verdict.retry_after is None
+    assert "out of API points" in verdict.message
+    assert "You exceeded your current API quota." in verdict.message

@@ -67,11 +67,13 @@ MAX_STEM: Final = 120
 
 
 def result_urls(job: Mapping[str, Any]) -> list[str]:
-    """The result file URLs of a succeeded job, images first."""
+    """The result file URLs of a succeeded job, images first, then every video clip once."""
     result = job.get("result") or {}
     urls = [url for url in result.get("image_urls") or [] if isinstance(url, str)]
+    videos = [url for url in result.get("video_urls") or [] if isinstance(url, str)]
     if isinstance(result.get("video_url"), str):
-        urls.append(result["video_url"])
+        videos.insert(0, result["video_url"])
+    urls.extend(dict.fromkeys(videos))
     return urls
 
 

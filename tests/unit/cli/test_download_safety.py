@@ -108,3 +108,20 @@ def test_the_manifest_has_no_cell_that_starts_a_formula(tmp_path: Path) -> None:
     assert not [cell for cell in cells if cell.startswith(FORMULA_STARTS)]
     assert rows[0]["model"] == "'=cmd|' /C calc'!A0"
     assert rows[0]["error"].startswith("'@upstream: =HYPERLINK")
+
+
+def test_every_clip_of_a_midjourney_video_batch_is_downloaded_once(tmp_path: Path) -> None:
+    clips = [f"https://oss.test/clip{n}.mp4" for n in range(4)]
+    job = _job(1, "unused", model="mj-video-v1", action="video")
+    job["result"] = {"image_urls": [], "video_url": clips[0], "video_urls": clips}
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(
+            200, content=request.url.path.encode(), headers={"content-type": "video/mp4"}
+        )
+    )
+    with httpx.Client(transport=transport) as client:
+        [entry] = download_results([job], tmp_path, client=client)
+
+    assert len(entry.files) == 4
+    saved = sorted((tmp_path / name).read_bytes() for name in entry.files)
+    assert saved == sorted(f"/clip{n}.mp4".encode() for n in range(4))

@@ -144,15 +144,21 @@ class UnexpectedErrors:
             await response(scope, receive, send)
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route offers on this path: Starlette's own 405 names only the first
-    route whose path matched, though several routes may share a path (GET and POST)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        for method in getattr(route, "methods", None) or ():
-            if route.matches({**request.scope, "method": method})[0] == Match.FULL:
-                methods.add(method)
-    return sorted(methods)
+    route whose path matched, though several routes may share a path (GET and POST). Each
+    method is tried against the app's routes (included routers answer for their own)."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
 
 
 def _public_loc(loc: Sequence[Any]) -> list[str | int]:

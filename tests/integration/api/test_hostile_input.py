@@ -263,3 +263,21 @@ def test_whole_numbers_are_still_taken_where_floats_are_expected(alice: ApiClien
 
     assert response.status_code == 202
     assert response.json()["priority"] == -3
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/v1/jobs", "GET, POST"),
+        ("PUT", "/v1/batches/bat_1", "GET"),
+        ("GET", "/v1/batches/bat_1/cancel", "POST"),
+        ("PUT", "/dashboard/login", "GET, POST"),
+    ],
+)
+def test_a_wrong_method_lists_every_method_of_the_path(
+    alice: ApiClient, method: str, path: str, allow: str
+) -> None:
+    response = alice.request(method, path)
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow

@@ -154,7 +154,9 @@ bodies = st.one_of(
     st.binary(max_size=60).map(lambda raw: raw.decode("latin-1")),
     st.integers(1, 3000).map(lambda depth: "[" * depth + "]" * depth),
     st.integers(4000, 6000).map(lambda digits: '{"metadata": {"n": ' + "9" * digits + "}}"),
-    st.sampled_from(['{"jobs": [{"model": "flux-2-pro", "prompt": "x", "metadata": {"f": 1e308}}]}']),
+    st.sampled_from(
+        ['{"jobs": [{"model": "flux-2-pro", "prompt": "x", "metadata": {"f": 1e308}}]}']
+    ),
 )
 
 
@@ -193,7 +195,10 @@ def target(pg_url: str, settings_for: Callable[..., Settings]) -> Iterator[Targe
                 "admin": {"Authorization": f"Bearer {ops.key.api_key}", "Cookie": cookie},
                 "owner": {"Authorization": f"Bearer {owner.api_key}"},
                 "none": {},
-                "garbage": {"Authorization": "Bearer mcj_not-a-key", "Cookie": "mcjobs_dashboard=x"},
+                "garbage": {
+                    "Authorization": "Bearer mcj_not-a-key",
+                    "Cookie": "mcjobs_dashboard=x",
+                },
             },
         )
     database.dispose()
@@ -254,4 +259,5 @@ def test_no_request_gets_a_server_error(target: Target, data: st.DataObject) -> 
 
     response: httpx.Response = target.clients.call(method, path, **kwargs)
 
-    assert response.status_code < 500, (method, path, kwargs, response.text[:500])
+    not_ready = path == "/readyz" and response.status_code == 503  # its answer when a check lags
+    assert response.status_code < 500 or not_ready, (method, path, kwargs, response.text[:500])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from api.errors import install_error_handlers
+from api.accepting import new_host_lookups
+from api.deps import refuse_unstorable_text
+from api.errors import UnexpectedErrors, install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import batches, dashboard, health, jobs, metrics, models, stats, webhooks
 from core.db import Database, get_database
@@ -18,6 +20,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         title="MetaChat Jobs",
         version="1",
         description="Jobs and batches in front of MetaChat's media API. See docs/api.md.",
+        dependencies=[Depends(refuse_unstorable_text)],
     )
     app.state.settings = settings
     app.state.db = db or (
@@ -29,11 +32,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             pool_size=settings.db_pool_size,
         )
     )
+    app.state.webhook_host_lookups = new_host_lookups()
     install_error_handlers(app)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_request_bytes,
     )
+    # added last, so it wraps every other middleware of ours
+    app.add_middleware(UnexpectedErrors)
     for module in (health, jobs, batches, models, webhooks, stats, metrics, dashboard):
         app.include_router(module.router)
     return app

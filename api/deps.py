@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import ProblemError
+from api.errors import ProblemError, invalid_request
 from core.db import Database
 from core.idempotency import MAX_KEY_CHARS
 from core.keys import find_api_key
@@ -120,3 +120,27 @@ def reject_unknown_query(request: Request) -> None:
             "the request has unknown query parameters",
             errors=[(("query", name), "unknown query parameter") for name in unknown],
         )
+
+
+def refuse_unstorable_text(request: Request) -> None:
+    """Refuse a path or query value no database column can hold (a NUL character), whatever
+    the route: such a value matches nothing, and PostgreSQL refuses even to compare it.
+    A path id is simply not found (404, as for any string that cannot be an id); a query value
+    is invalid (422). Either way `errors` points at it. Installed on the whole app, so it runs
+    before each route's own checks."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and (problem := text_problem(value)):
+            raise ProblemError(
+                404,
+                "Not Found",
+                f"no such {name.removesuffix('_id')}",
+                errors=[(("path", name), problem)],
+            )
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    for name, value in request.query_params.multi_items():
+        if problem := text_problem(name):
+            errors.append((("query", name), f"the parameter name {problem}"))
+        elif problem := text_problem(value):
+            errors.append((("query", name), problem))
+    if errors:
+        raise invalid_request(errors)

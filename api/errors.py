@@ -1,8 +1,15 @@
-"""RFC 9457 problem details: every error the API gives is `application/problem+json`."""
+"""RFC 9457 problem details: every error the API gives is `application/problem+json`.
+
+An unexpected fault ends in `UnexpectedErrors`, the outermost of our middlewares: it answers a
+bare 500 naming a random error id and logs that id with the exception's type, nothing more.
+It never re-raises: the server would then log the whole traceback, and a database error's text
+carries the SQL statement's parameters, which are request data.
+"""
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -12,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
 MAX_ERRORS_SHOWN = 100
@@ -22,8 +30,9 @@ _KNOWN = frozenset(status.value for status in HTTPStatus)
 Loc = Sequence[str | int]
 
 
-class ProblemError(Exception):
-    """Raise from a route to answer with a problem document."""
+class ProblemError(StarletteHTTPException):
+    """Raise from a route (or a dependency, or while the body is read) to answer with a
+    problem document. It is an HTTP exception so that FastAPI's body reading lets it through."""
 
     def __init__(
         self,
@@ -35,13 +44,20 @@ class ProblemError(Exception):
         headers: dict[str, str] | None = None,
         type_: str = "about:blank",
     ) -> None:
-        super().__init__(detail or title)
+        super().__init__(status, detail or title, headers)
         self.status = status
         self.title = title
         self.detail = detail
         self.errors = [{"loc": list(loc), "msg": msg} for loc, msg in errors]
         self.headers = headers or {}
         self.type = type_
+
+
+def invalid_request(errors: Sequence[tuple[Loc, str]], detail: str = "") -> ProblemError:
+    """The 422 for bad input, each error pointing at its field."""
+    return ProblemError(
+        422, "Invalid request", detail or "the request failed validation", errors=errors
+    )
 
 
 def problem_response(
@@ -67,7 +83,7 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.title,
             exc.detail,
             errors=exc.errors,
-            headers=exc.headers,
+            headers=dict(exc.headers or {}),
             type_=exc.type,
         )
 
@@ -92,22 +108,57 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(_allowed_methods(request))
         return problem_response(exc.status_code, title, detail, headers=headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Only the exception type is logged: its text may quote request data or secrets.
-        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        return problem_response(500, "Internal Server Error", "an unexpected error occurred")
+
+class UnexpectedErrors:
+    """ASGI middleware: any exception a request raises becomes a 500 problem with an error id.
+
+    Logged is the id and the exception's type only (its text and traceback may quote request
+    data, SQL parameters or secrets). If the answer had already begun, the error is logged and
+    the connection left to the server to close."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            error_id = secrets.token_hex(8)
+            log.error("unexpected error %s: %s", error_id, type(exc).__name__)
+            if started:
+                return
+            response = problem_response(
+                500, "Internal Server Error", f"an unexpected error occurred (error id {error_id})"
+            )
+            await response(scope, receive, send)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route offers on this path: Starlette's own 405 names only the first
-    route whose path matched, though several routes may share a path (GET and POST)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        for method in getattr(route, "methods", None) or ():
-            if route.matches({**request.scope, "method": method})[0] == Match.FULL:
-                methods.add(method)
-    return sorted(methods)
+    route whose path matched, though several routes may share a path (GET and POST). Each
+    method is tried against the app's routes (included routers answer for their own)."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
 
 
 def _public_loc(loc: Sequence[Any]) -> list[str | int]:

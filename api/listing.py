@@ -19,7 +19,7 @@ from metachat import Provider
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 500
 # ids are `job_…` / `bat_…` / `key_…` in Crockford base32; anything else cannot exist
-ID_PATTERN: Final = re.compile(r"^[a-z]{2,8}_[0-9a-z]{1,40}$")
+ID_PATTERN: Final = re.compile(r"[a-z]{2,8}_[0-9a-z]{1,40}")
 
 
 def _storable(value: str) -> str:
@@ -48,7 +48,7 @@ Timestamp = Annotated[dt.datetime, BeforeValidator(_rfc3339_only)]
 
 
 def is_plausible_id(value: str) -> bool:
-    return bool(ID_PATTERN.match(value))
+    return ID_PATTERN.fullmatch(value) is not None
 
 
 def _as_utc(value: dt.datetime | None, name: str) -> dt.datetime | None:

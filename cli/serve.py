@@ -39,6 +39,10 @@ def api(
         workers=workers,
         log_level="info",
         access_log=False,
+        # h11, not httptools: h11 caps the bytes it buffers for an unfinished request line and
+        # headers, so an endless or huge header is refused (400) instead of growing the process.
+        http="h11",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 

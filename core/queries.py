@@ -14,6 +14,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -25,6 +26,10 @@ from core.tables import Batch, Job, JobEvent
 
 T = TypeVar("T")
 Order = Literal["asc", "desc"]
+
+# the shape of every id this service makes (`job_…`, `bat_…`): a cursor naming anything else
+# was not handed out here
+_ID_SHAPE = re.compile(r"[a-z]{2,8}_[0-9a-z]{1,40}")
 
 
 class InvalidCursor(ValueError):
@@ -64,9 +69,17 @@ def decode_cursor(cursor: str, order: Order) -> tuple[dt.datetime, str]:
         cursor_order = data["o"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise InvalidCursor("not a cursor from this API") from None
-    if not isinstance(row_id, str) or created_at.tzinfo is None or cursor_order != order:
+    if (
+        not isinstance(row_id, str)
+        or not _ID_SHAPE.fullmatch(row_id)
+        or created_at.tzinfo is None
+        or cursor_order != order
+    ):
         raise InvalidCursor("not a cursor for this list")
-    return created_at, row_id
+    try:
+        return created_at.astimezone(dt.UTC), row_id
+    except OverflowError:  # an offset that moves the time out of the calendar's range
+        raise InvalidCursor("not a cursor for this list") from None
 
 
 def _keyset(

@@ -72,7 +72,10 @@ class Settings(BaseSettings):
     max_batch_jobs: int = Field(default=10_000, ge=1)
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)
     max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096)
     metrics_cache_seconds: float = Field(default=10.0, ge=0)
+    # when set, /metrics answers only `Authorization: Bearer <this>`
+    metrics_token: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -82,6 +85,12 @@ class Settings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        # an empty token would be "set" yet match an empty bearer: read it as not set
+        return value if value is not None and value.get_secret_value().strip() else None
 
     @property
     def uses_simulator(self) -> bool:

@@ -5,6 +5,10 @@ meaning (model, action, params, images, source) by the catalogue in `metachat`. 
 gate refuses with `(loc, msg)` pairs; for a batch every loc starts with ``("jobs", index)``.
 Nothing is written unless every spec passes: the caller's transaction holds all the inserts.
 
+Webhook URLs are judged before that transaction opens (`judge_webhook_urls`), because judging one
+means a DNS lookup, and a lookup must not run while the transaction holds locks (on SQLite, the
+one write lock of the whole database). The transaction then only reads the verdicts.
+
 Rows go in with one Core ``insert()`` and a list of parameter dicts (executemany: psycopg
 pipelines it, so there is no round trip per row and no ORM object per row), and their first
 events are copied by the database itself with one INSERT … SELECT.
@@ -19,7 +23,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictInt, field_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import ColumnElement, String, insert, literal, null, select
 from sqlalchemy.orm import Session
@@ -34,7 +38,7 @@ from core.tables import (
     UTCDateTime,
     metadata,
 )
-from core.webhooks.ssrf import DestinationRefused, check_destination
+from core.webhooks.ssrf import DestinationRefused, Lookup, check_destination, resolve
 from metachat import Catalogue, CatalogueOverrides, SpecError, build_catalogue
 
 Loc = tuple[str | int, ...]
@@ -45,6 +49,9 @@ MAX_URL_CHARS: Final = 2048
 MAX_DEADLINE_SECONDS: Final = 7 * 24 * 3600.0
 MAX_PROMPT_CHARS: Final = 20_000  # the catalogue's per-model limits are lower; this caps the body
 MAX_ERRORS_SHOWN: Final = 100
+# Python writes floats this large with an exponent (1e+16); PostgreSQL's jsonb keeps numbers as
+# decimals and gives them back as long integers (1e308 as 309 digits), so they cannot round-trip.
+FLOAT_KEPT_BELOW: Final = 1e16
 SUBMITTED_REASON: Final = "submitted"
 
 
@@ -59,6 +66,21 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+def float_problem(value: float) -> str | None:
+    """Why a JSON number read as a float would not come back from the database as it was sent
+    (docs/api.md, "Job spec"), or None when it would."""
+    if not math.isfinite(value):
+        return "must be a finite number"
+    if abs(value) >= FLOAT_KEPT_BELOW:
+        return (
+            "a number with a fraction or exponent must be below 1e16 in size to be kept as sent; "
+            "send it as an integer or a string"
+        )
+    if value == 0 and math.copysign(1.0, value) < 0:
+        return "-0.0 would be kept as 0.0; send 0"
+    return None
+
+
 def json_problem(value: Any) -> tuple[Loc, str] | None:
     """The first place in a JSON tree that cannot be stored (bad text, too deep), if any."""
     stack: list[tuple[Any, Loc]] = [(value, ())]
@@ -70,8 +92,8 @@ def json_problem(value: Any) -> tuple[Loc, str] | None:
             problem = text_problem(node)
             if problem:
                 return loc, problem
-        elif isinstance(node, float) and not math.isfinite(node):
-            return loc, "must be a finite number"
+        elif isinstance(node, float) and (problem := float_problem(node)):
+            return loc, problem
         elif isinstance(node, dict):
             for key, item in node.items():
                 problem = text_problem(str(key))
@@ -98,9 +120,11 @@ def _stored_json(value: Any) -> Any:
     return value
 
 
-Priority = Annotated[int, Field(ge=-10, le=10, description="Higher first within a tenant.")]
+# Strict: `true` is not 1 and `"5"` is not 5 (pydantic's lax mode would read them so).
+Priority = Annotated[StrictInt, Field(ge=-10, le=10, description="Higher first within a tenant.")]
 DeadlineSeconds = Annotated[
     float,
+    Strict(),
     Field(gt=0, le=MAX_DEADLINE_SECONDS, allow_inf_nan=False, description="Seconds to finish."),
 ]
 
@@ -111,7 +135,7 @@ class SourceRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: Annotated[str, Field(min_length=1, max_length=64)]
-    index: int | None = None
+    index: StrictInt | None = None
 
     check_text = field_validator("job_id")(_stored_text)
 
@@ -157,7 +181,7 @@ class BatchRequest(BaseModel):
     defaults: SpecDefaults | None = None
     webhook_url: Annotated[str, Field(max_length=MAX_URL_CHARS)] | None = None
     metadata: dict[str, Any] | None = None
-    max_points: Annotated[int, Field(ge=0, le=2**62)] | None = None
+    max_points: Annotated[StrictInt, Field(ge=0, le=2**62)] | None = None
 
     check_text = field_validator("webhook_url")(_stored_text)
     check_json = field_validator("metadata")(_stored_json)
@@ -187,15 +211,42 @@ def get_catalogue(overrides: Mapping[str, Any] | None = None) -> Catalogue:
     return _catalogue_from_json(json.dumps(dict(overrides or {}), sort_keys=True))
 
 
-def webhook_url_problem(url: str, *, allow_private: bool) -> str | None:
+WebhookVerdicts = Mapping[str, str | None]
+
+
+def webhook_url_problem(url: str, *, allow_private: bool, lookup: Lookup = resolve) -> str | None:
     """Why `url` cannot receive webhooks, or None: http(s) only, no credentials, and no private,
     loopback or link-local destination unless the operator allows them
     (`WEBHOOK_ALLOW_PRIVATE`). The sender checks again before every attempt."""
     try:
-        check_destination(url, allow_private)
+        check_destination(url, allow_private, lookup=lookup)
     except DestinationRefused as exc:
         return str(exc) or "is not an allowed webhook destination"
     return None
+
+
+def webhook_urls(
+    specs: Iterable[JobSpec],
+    defaults: SpecDefaults | None = None,
+    batch_webhook_url: str | None = None,
+) -> set[str]:
+    """Every webhook URL a request names: its specs', its defaults' and its batch's."""
+    urls = {spec.webhook_url for spec in specs if spec.webhook_url is not None}
+    for url in (defaults.webhook_url if defaults is not None else None, batch_webhook_url):
+        if url is not None:
+            urls.add(url)
+    return urls
+
+
+def judge_webhook_urls(
+    urls: Iterable[str], *, allow_private: bool, lookup: Lookup = resolve
+) -> dict[str, str | None]:
+    """Each URL's `webhook_url_problem` (None: accepted). Blocks on DNS: call it before the
+    write transaction, and from a thread in async code; pass `HostLookups.addresses` as
+    `lookup` so a host named by many URLs is looked up once."""
+    return {
+        url: webhook_url_problem(url, allow_private=allow_private, lookup=lookup) for url in urls
+    }
 
 
 def metadata_problem(metadata: Mapping[str, Any] | None) -> str | None:
@@ -261,18 +312,18 @@ def build_job_rows(
     batch_id: str | None,
     defaults: SpecDefaults | None = None,
     batch_webhook_url: str | None = None,
-    allow_private_webhooks: bool = False,
+    webhook_verdicts: WebhookVerdicts,
     now: dt.datetime,
     loc_prefix: Callable[[int], Loc] = lambda _index: (),
 ) -> list[dict[str, Any]]:
     """Check every spec and return the `jobs` rows to insert; `SubmissionRefused` lists every
-    fault. `owner_id` limits which source jobs are visible (None: an admin sees all)."""
+    fault. `owner_id` limits which source jobs are visible (None: an admin sees all).
+    `webhook_verdicts` holds `judge_webhook_urls` of every URL the specs may end up with."""
     resolved = [_with_defaults(spec, defaults, batch_webhook_url) for spec in specs]
     sources = _visible_sources(
         session, (r.source.job_id for r in resolved if r.source is not None), owner_id
     )
     job_ids = ids.new_ids(ids.JOB, len(resolved))
-    webhook_verdicts: dict[str, str | None] = {}
     errors: list[tuple[int, Loc, str]] = []
     rows: list[dict[str, Any]] = []
     for index, item in enumerate(resolved):
@@ -307,10 +358,6 @@ def build_job_rows(
             errors.extend((422, (*prefix, *loc), msg) for loc, msg in exc.errors)
             continue
         if item.webhook_url is not None:
-            if item.webhook_url not in webhook_verdicts:
-                webhook_verdicts[item.webhook_url] = webhook_url_problem(
-                    item.webhook_url, allow_private=allow_private_webhooks
-                )
             problem = webhook_verdicts[item.webhook_url]
             if problem:
                 errors.append((422, (*prefix, "webhook_url"), problem))
@@ -407,7 +454,7 @@ def create_job(
     *,
     api_key_id: str,
     owner_id: str | None,
-    allow_private_webhooks: bool,
+    webhook_verdicts: WebhookVerdicts,
     now: dt.datetime,
 ) -> Job:
     """Store one queued job (`SubmissionRefused` when the spec is refused)."""
@@ -418,7 +465,7 @@ def create_job(
         api_key_id=api_key_id,
         owner_id=owner_id,
         batch_id=None,
-        allow_private_webhooks=allow_private_webhooks,
+        webhook_verdicts=webhook_verdicts,
         now=now,
     )
     insert_job_rows(session, [row], now=now, only_new=Job.id == row["id"])
@@ -433,7 +480,7 @@ def check_batch(
     batch_id: str | None,
     api_key_id: str,
     owner_id: str | None,
-    allow_private_webhooks: bool,
+    webhook_verdicts: WebhookVerdicts,
     max_jobs: int,
     now: dt.datetime,
 ) -> list[dict[str, Any]]:
@@ -447,7 +494,7 @@ def check_batch(
         )
     errors: list[tuple[Loc, str]] = []
     if request.webhook_url is not None:
-        problem = webhook_url_problem(request.webhook_url, allow_private=allow_private_webhooks)
+        problem = webhook_verdicts[request.webhook_url]
         if problem:
             errors.append((("webhook_url",), problem))
     problem = metadata_problem(request.metadata)
@@ -464,7 +511,7 @@ def check_batch(
         batch_id=batch_id,
         defaults=request.defaults,
         batch_webhook_url=request.webhook_url,
-        allow_private_webhooks=allow_private_webhooks,
+        webhook_verdicts=webhook_verdicts,
         now=now,
         loc_prefix=lambda index: ("jobs", index),
     )
@@ -477,7 +524,7 @@ def create_batch(
     *,
     api_key_id: str,
     owner_id: str | None,
-    allow_private_webhooks: bool,
+    webhook_verdicts: WebhookVerdicts,
     max_jobs: int,
     now: dt.datetime,
 ) -> Batch:
@@ -490,7 +537,7 @@ def create_batch(
         batch_id=batch_id,
         api_key_id=api_key_id,
         owner_id=owner_id,
-        allow_private_webhooks=allow_private_webhooks,
+        webhook_verdicts=webhook_verdicts,
         max_jobs=max_jobs,
         now=now,
     )

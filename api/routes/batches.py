@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Response
+import anyio
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from api.accepting import accept, refusal_problem
+from api.accepting import accept, host_lookups, judge_webhooks, refusal_problem
+from api.bodies import JsonBodyRoute
 from api.deps import (
     CatalogueDep,
     CurrentKey,
@@ -52,12 +55,24 @@ from core.queries import (
     visible_batch,
 )
 from core.settings import Settings
-from core.submission import BatchRequest, SubmissionRefused, check_batch, create_batch
+from core.submission import (
+    BatchRequest,
+    SubmissionRefused,
+    WebhookVerdicts,
+    check_batch,
+    create_batch,
+    webhook_urls,
+)
 from core.tables import QUEUED, ApiKey, Batch, utcnow
 from core.views import batch_view, job_view
 from metachat import Catalogue
 
-router = APIRouter(prefix="/v1", tags=["batches"], dependencies=[Depends(reject_unknown_query)])
+router = APIRouter(
+    prefix="/v1",
+    tags=["batches"],
+    dependencies=[Depends(reject_unknown_query)],
+    route_class=JsonBodyRoute,
+)
 
 BatchId = Annotated[str, Path(description="A batch id (`bat_…`).")]
 
@@ -90,13 +105,14 @@ def _view(session: Session, batch: Batch) -> dict[str, Any]:
     },
     summary="Submit a batch",
 )
-def submit_batch(
+async def submit_batch(
     request: BatchRequest,
     key: CurrentKey,
     db: DbDep,
     settings: SettingsDep,
     catalogue: CatalogueDep,
     idempotency_key: IdempotencyKeyDep,
+    http_request: Request,
     response: Response,
     background: BackgroundTasks,
     dry_run: Annotated[
@@ -110,8 +126,22 @@ def submit_batch(
 
     With `dry_run=true` the answer is 200 `{dry_run, jobs, estimated_points, fits_budget,
     remaining, unpriced_jobs}` and nothing is stored."""
+    if len(request.jobs) > settings.max_batch_jobs:
+        # before any lookup: a batch refused for its size costs no DNS
+        raise ProblemError(
+            413,
+            "Batch too large",
+            f"a batch may hold at most {settings.max_batch_jobs} jobs, got {len(request.jobs)}",
+        )
+    verdicts = await judge_webhooks(
+        webhook_urls(request.jobs, request.defaults, request.webhook_url),
+        settings=settings,
+        lookups=host_lookups(http_request),
+    )
     if dry_run:
-        return _dry_run(request, key, db, settings, catalogue)  # type: ignore[return-value]
+        dry_run_now = functools.partial(_dry_run, request, key, db, settings, catalogue, verdicts)
+        estimate_answer = await anyio.to_thread.run_sync(dry_run_now)
+        return estimate_answer  # type: ignore[return-value]
 
     def create(session: Session) -> tuple[int, dict[str, Any]]:
         batch = create_batch(
@@ -120,13 +150,13 @@ def submit_batch(
             request,
             api_key_id=key.id,
             owner_id=owner_scope(key),
-            allow_private_webhooks=settings.webhook_allow_private,
+            webhook_verdicts=verdicts,
             max_jobs=settings.max_batch_jobs,
             now=utcnow(),
         )
         return 202, batch_view(batch, {QUEUED: batch.total}, None)
 
-    return accept(
+    return await accept(
         db=db,
         settings=settings,
         key=key,
@@ -154,6 +184,7 @@ def _dry_run(
     db: Database,
     settings: Settings,
     catalogue: Catalogue,
+    webhook_verdicts: WebhookVerdicts,
 ) -> JSONResponse:
     with db.read_session() as session:
         try:
@@ -164,7 +195,7 @@ def _dry_run(
                 batch_id=None,
                 api_key_id=key.id,
                 owner_id=owner_scope(key),
-                allow_private_webhooks=settings.webhook_allow_private,
+                webhook_verdicts=webhook_verdicts,
                 max_jobs=settings.max_batch_jobs,
                 now=utcnow(),
             )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from api.accepting import accept
+from api.accepting import accept, host_lookups, judge_webhooks
+from api.bodies import JsonBodyRoute
 from api.deps import (
     CatalogueDep,
     CurrentKey,
@@ -31,11 +32,16 @@ from api.schemas import EventPage, JobOut, JobPage, problems
 from core import nudge
 from core.cancel import CancelRefused, cancel_job
 from core.queries import InvalidCursor, JobFilters, list_job_events, list_jobs, visible_job
-from core.submission import JobSpec, create_job
+from core.submission import JobSpec, create_job, webhook_urls
 from core.tables import Job, utcnow
 from core.views import event_view, job_view
 
-router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(reject_unknown_query)])
+router = APIRouter(
+    prefix="/v1",
+    tags=["jobs"],
+    dependencies=[Depends(reject_unknown_query)],
+    route_class=JsonBodyRoute,
+)
 
 JobId = Annotated[str, Path(description="A job id (`job_…`).")]
 
@@ -58,18 +64,22 @@ def _visible(session: Session, job_id: str, owner_id: str | None) -> Job:
     responses=problems(400, 401, 404, 409, 413, 422),
     summary="Submit one job",
 )
-def submit_job(
+async def submit_job(
     spec: JobSpec,
     key: CurrentKey,
     db: DbDep,
     settings: SettingsDep,
     catalogue: CatalogueDep,
     idempotency_key: IdempotencyKeyDep,
+    request: Request,
     response: Response,
     background: BackgroundTasks,
 ) -> dict[str, Any]:
     """Validate the spec against the catalogue and queue it (202). A Midjourney follow-up names
     its `source` job, which must have succeeded (409 otherwise)."""
+    verdicts = await judge_webhooks(
+        webhook_urls([spec]), settings=settings, lookups=host_lookups(request)
+    )
 
     def create(session: Session) -> tuple[int, dict[str, Any]]:
         job = create_job(
@@ -78,12 +88,12 @@ def submit_job(
             spec,
             api_key_id=key.id,
             owner_id=owner_scope(key),
-            allow_private_webhooks=settings.webhook_allow_private,
+            webhook_verdicts=verdicts,
             now=utcnow(),
         )
         return 202, job_view(job)
 
-    return accept(
+    return await accept(
         db=db,
         settings=settings,
         key=key,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from api.deps import AdminKey, DbDep
+from api.deps import AdminKey, DbDep, reject_unknown_query
 from api.errors import ProblemError
 from api.schemas import problems
 from core.stats import BadSince, OpsStats, collect_stats, parse_since
@@ -14,7 +14,7 @@ from core.tables import utcnow
 
 MAX_BUCKETS = 10_000
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], dependencies=[Depends(reject_unknown_query)])
 
 
 @router.get(

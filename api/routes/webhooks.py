@@ -11,11 +11,12 @@ import base64
 import binascii
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import CurrentKey, DbDep, SettingsDep
+from api.deps import CurrentKey, DbDep, SettingsDep, reject_unknown_query
 from api.errors import ProblemError
+from api.listing import is_plausible_id
 from core.nudge import DELIVER_TICK, nudge
 from core.tables import DELIVERY_STATES, utcnow
 from core.webhooks.deliveries import (
@@ -26,7 +27,9 @@ from core.webhooks.deliveries import (
 )
 from core.webhooks.views import delivery_view
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/v1/webhooks", tags=["webhooks"], dependencies=[Depends(reject_unknown_query)]
+)
 
 _CURSOR_PREFIX = "d:"
 
@@ -41,7 +44,7 @@ def decode_cursor(cursor: str) -> str:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raw = ""
-    if not raw.startswith(_CURSOR_PREFIX) or len(raw) <= len(_CURSOR_PREFIX):
+    if not raw.startswith(_CURSOR_PREFIX) or not is_plausible_id(raw[len(_CURSOR_PREFIX) :]):
         raise ProblemError(
             422,
             "Invalid request",
@@ -88,7 +91,11 @@ def post_redeliver(
 ) -> JSONResponse:
     """Queue a delivery again (same id, due now); another key's delivery answers 404."""
     with db.session() as session:
-        row = redeliver(session, delivery_id, api_key=key, now=utcnow())
+        row = (
+            redeliver(session, delivery_id, api_key=key, now=utcnow())
+            if is_plausible_id(delivery_id)
+            else None
+        )
         if row is None:
             raise ProblemError(404, "Not Found", f"no webhook delivery {delivery_id}")
         body = delivery_view(row, attempts_of(session, [row.id])[row.id])

@@ -33,7 +33,10 @@ def parse_since(value: str | None, *, now: dt.datetime) -> dt.datetime:
         raise BadSince("an RFC 3339 time (2026-12-01T08:00:00Z) or a span (90m, 24h, 7d)") from None
     if moment.tzinfo is None:
         raise BadSince("a time with a UTC offset, such as 2026-12-01T08:00:00Z")
-    moment = moment.astimezone(dt.UTC)
+    try:
+        moment = moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise BadSince("a time within the years 1 to 9999 in UTC") from None
     if moment > now:
         raise BadSince("a time in the past")
     return moment

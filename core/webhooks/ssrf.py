@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Lookup = Callable[[str, int], list[IPAddress]]
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -168,13 +172,83 @@ def _refuse_if_forbidden(host: str, address: IPAddress) -> None:
         return
     if _literal_address(host) is not None:
         raise DestinationRefused(f"{host} is {reason}; webhooks go only to public addresses")
+    # Neither the address nor its kind is named: the message reaches the tenant (a 422, the
+    # delivery log), and what our internal names resolve to is none of their business.
     raise DestinationRefused(
-        f"the host {host!r} resolves to {address}, {reason}; webhooks go only to public addresses",
+        f"the host {host!r} resolves to a private address; webhooks go only to public addresses",
         permanent=False,
     )
 
 
-def check_destination(url: str, allow_private: bool) -> list[IPAddress]:
+class HostLookups:
+    """What webhook hosts resolve to, looked up once per host and kept for `ttl_seconds`.
+
+    Submit-time checks go through one of these: a batch of ten thousand jobs calling back to one
+    host costs one lookup, and so does the next batch within the TTL. A name that does not
+    resolve is remembered as well. The sender does not use it: it resolves afresh before every
+    attempt and connects to what it checked. Safe to share between threads; `addresses` blocks,
+    so async code calls it in a thread."""
+
+    def __init__(
+        self,
+        ttl_seconds: float = 30.0,
+        *,
+        max_hosts: int = 4096,
+        lookup: Lookup | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_hosts = max_hosts
+        self._lookup = lookup or resolve
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[float, tuple[IPAddress, ...] | DestinationRefused]] = {}
+
+    def _cached(self, host: str, now: float) -> tuple[IPAddress, ...] | DestinationRefused | None:
+        with self._lock:
+            found = self._known.get(host)
+        if found is None or found[0] <= now:
+            return None
+        return found[1]
+
+    def _remember(
+        self, host: str, outcome: tuple[IPAddress, ...] | DestinationRefused, now: float
+    ) -> None:
+        with self._lock:
+            if len(self._known) >= self.max_hosts:
+                self._known = {h: kept for h, kept in self._known.items() if kept[0] > now}
+                if len(self._known) >= self.max_hosts:
+                    self._known.clear()
+            self._known[host] = (now + self.ttl_seconds, outcome)
+
+    def addresses(self, host: str, port: int) -> list[IPAddress]:
+        """`resolve(host, port)`, from the cache while it is fresh."""
+        now = self._clock()
+        outcome = self._cached(host, now)
+        if outcome is None:
+            try:
+                outcome = tuple(self._lookup(host, port))
+            except DestinationRefused as exc:
+                outcome = exc
+            self._remember(host, outcome, now)
+        if isinstance(outcome, DestinationRefused):
+            raise DestinationRefused(outcome.reason, permanent=outcome.permanent)
+        return list(outcome)
+
+
+def destination_host(url: str) -> tuple[str, int] | None:
+    """The (host, port) a webhook URL would be resolved at, or None when its form is already
+    refused or its host is an address literal (nothing to look up)."""
+    try:
+        _parts, host, port = parse_destination(url)
+    except DestinationRefused:
+        return None
+    return None if _literal_address(host) is not None else (host, port)
+
+
+def check_destination(
+    url: str, allow_private: bool, *, lookup: Lookup = resolve
+) -> list[IPAddress]:
     """Submit-time check of a webhook URL; raises `DestinationRefused` with a clear reason.
 
     Returns the addresses the host resolves to, all public. With `allow_private` only the URL's
@@ -182,12 +256,13 @@ def check_destination(url: str, allow_private: bool) -> list[IPAddress]:
     the literal address when the host is one, else empty. A refusal maps to a 422 on
     `webhook_url`; its message never echoes credentials. The sender checks again before every
     attempt (`resolve_destination`). `allow_private` may be passed by position or by name.
+    `lookup` resolves the host (`HostLookups.addresses` to share lookups between URLs).
     """
     _parts, host, port = parse_destination(url)
     if allow_private:
         literal = _literal_address(host)
         return [literal] if literal is not None else []
-    addresses = resolve(host, port)
+    addresses = lookup(host, port)
     for address in addresses:
         _refuse_if_forbidden(host, address)
     return addresses

@@ -26,6 +26,9 @@ def api(
     port: Annotated[int | None, typer.Option(help="Port to listen on [API_PORT].")] = None,
     host: Annotated[str | None, typer.Option(help="Address to bind [API_HOST].")] = None,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="Log one line per request (method, path, status).")
+    ] = False,
 ) -> None:
     """Serve the HTTP API (and the dashboard)."""
     import uvicorn
@@ -38,7 +41,7 @@ def api(
         port=port or settings.api_port,
         workers=workers,
         log_level="info",
-        access_log=False,
+        access_log=access_log,
         # h11, not httptools: h11 caps the bytes it buffers for an unfinished request line and
         # headers, so an endless or huge header is refused (400) instead of growing the process.
         http="h11",

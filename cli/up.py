@@ -192,7 +192,7 @@ def up(
         db.dispose()
         typer.echo(f"database   {settings.database_url} (migrated)")
 
-        stack.start("api", [*mcjobs, "api", "--port", str(api_port)], env)
+        stack.start("api", [*mcjobs, "api", "--port", str(api_port), "--access-log"], env)
         stack.start("worker", [*mcjobs, "worker", "--concurrency", str(concurrency)], env)
         stack.start("beat", [*mcjobs, "beat"], env)
         if not _wait_for_port(api_port):

@@ -78,9 +78,11 @@ def _stop_worker_process(**_: Any) -> None:
     stop_process()
 
 
-# Loggers that speak once per tick at INFO: beat's "Sending due task", the worker's
-# "received"/"succeeded" and "Discarding revoked task" for a tick that expired unstarted.
+# Loggers that speak once per tick or per call at INFO: beat's "Sending due task", the worker's
+# "received"/"succeeded" and "Discarding revoked task" for a tick that expired unstarted, and
+# httpx's line per request to MetaChat (the pumps log each round's outcome instead).
 TICK_LOGGERS = (
+    "httpx",
     "celery.beat",
     "celery.app.trace",
     "celery.worker.strategy",

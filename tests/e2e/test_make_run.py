@@ -124,6 +124,9 @@ def test_up_starts_everything_from_nothing_and_ctrl_c_stops_it(tmp_path: Path) -
         console.wait_for(r"poll: \d+ polled, [1-9]\d* succeeded", timeout=30)
         assert [line for line in console.lines if "Sending due task" in line] == []
         assert [line for line in console.lines if "Discarding revoked task" in line] == []
+        # A person sees the requests they made, not one line per call to MetaChat.
+        console.wait_for(r'"POST /v1/jobs HTTP/1.1" 202', timeout=10)
+        assert [line for line in console.lines if "HTTP Request:" in line] == []
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -56,6 +56,9 @@ from metachat import Catalogue, UnknownAction, UnknownModel
 BUDGET_EXCEEDED = "budget_exceeded"
 HISTORY_JOBS = 500
 HISTORY_DAYS = 30
+# Pending holds a claim settles at most (the rest wait for the next one); keeps every IN list
+# well under the drivers' parameter limits.
+SETTLE_LIMIT = 5000
 
 
 class PricedSpec(Protocol):
@@ -171,7 +174,11 @@ class Holder(Protocol):
 
 @dataclass(frozen=True)
 class _HoldChange:
-    """A job's hold going from `old` (taken on `old_day`) to `new` (on `new_day`)."""
+    """A job's hold going from `old` (taken on `old_day`) to `new` (on `new_day`).
+
+    `settled`: the new hold is what the row itself says (its cost, or nothing for a failure
+    that never left), so many such changes are written by one expression, not row by row.
+    """
 
     job_id: str
     api_key_id: str
@@ -180,12 +187,13 @@ class _HoldChange:
     old_day: dt.date | None
     new: int
     new_day: dt.date | None
+    settled: bool = False
 
 
 class BudgetLedger:
     """The budget totals of some keys and batches, locked for one transaction, and the holds
     this transaction changes. Open it with `open_ledger` *before* locking any job row (the lock
-    order above); `flush` writes everything in three statements."""
+    order above); `flush` writes everything in at most four statements."""
 
     def __init__(
         self,
@@ -231,6 +239,10 @@ class BudgetLedger:
             if (job.points_held or 0) != 0 or job.id in self._changes:
                 self.change(job, 0, None)
 
+    def settle(self, row: Any) -> None:
+        """Give a job (a row of `_unsettled`) the hold its row says: its cost, or nothing."""
+        self._replace(_settled_change(row))
+
     def undo(self, job_ids: Collection[str]) -> None:
         """Forget the changes made to these jobs (e.g. a lease that was not won after all)."""
         for job_id in job_ids:
@@ -240,11 +252,13 @@ class BudgetLedger:
 
     def change(self, job: Holder, points: int, day: dt.date | None) -> None:
         """Make `job` hold `points` from `day` (replacing an earlier change in this ledger)."""
-        previous = self._changes.pop(job.id, None)
+        self._replace(_change_of(job, points, day))
+
+    def _replace(self, change: _HoldChange) -> None:
+        previous = self._changes.pop(change.job_id, None)
         if previous is not None:
             self._count(previous, reverse=True)
-        change = _change_of(job, points, day)
-        self._changes[job.id] = change
+        self._changes[change.job_id] = change
         self._count(change)
 
     def _count(self, change: _HoldChange, *, reverse: bool = False) -> None:
@@ -261,7 +275,7 @@ class BudgetLedger:
             batch.committed += sign * (change.new - change.old)
 
     def flush(self) -> None:
-        """Write the changed holds and totals (at most three statements)."""
+        """Write the changed holds and totals (at most four statements)."""
         _write_changes(self._session, list(self._changes.values()), day=self.day)
         self._changes.clear()
 
@@ -319,10 +333,13 @@ def open_ledger(
     ledger = BudgetLedger(session, day=day, keys=keys, batches=batches)
     if settle and wanted_keys:
         pending = session.execute(
-            _unsettled().where(Job.api_key_id.in_(wanted_keys)).with_for_update(skip_locked=True)
+            _unsettled()
+            .where(Job.api_key_id.in_(wanted_keys))
+            .limit(SETTLE_LIMIT)
+            .with_for_update(skip_locked=True)
         ).all()
         for row in pending:
-            ledger.change(row, _settled_points(row), row.points_held_on)
+            ledger.settle(row)
     return ledger
 
 
@@ -344,7 +361,7 @@ def settle_costs(
     rows = session.execute(
         _unsettled().where(Job.id.in_(wanted)).with_for_update(skip_locked=True)
     ).all()
-    changes = [_change_of(row, _settled_points(row), row.points_held_on) for row in rows]
+    changes = [_settled_change(row) for row in rows]
     _write_changes(session, changes, day=_day(now or utcnow()))
     return len(changes)
 
@@ -433,9 +450,21 @@ def _unsettled() -> Any:
     ).where(text(f"({POINTS_UNSETTLED})"))
 
 
-def _settled_points(row: Any) -> int:
-    # the cost once known; else the row is a failure that never reached MetaChat
-    return int(row.cost_points) if row.cost_points is not None else 0
+def _settled_change(row: Any) -> _HoldChange:
+    """The change a row of `_unsettled` needs: hold its cost once known (on the day it was held),
+    else it is a failure that never reached MetaChat and holds nothing. `_write_changes`
+    writes the same from the row's own columns."""
+    known = row.cost_points is not None
+    return _HoldChange(
+        job_id=row.id,
+        api_key_id=row.api_key_id,
+        batch_id=row.batch_id,
+        old=int(row.points_held or 0),
+        old_day=row.points_held_on,
+        new=int(row.cost_points) if known else 0,
+        new_day=row.points_held_on if known else None,
+        settled=True,
+    )
 
 
 def _change_of(job: Holder, points: int, day: dt.date | None) -> _HoldChange:
@@ -446,25 +475,40 @@ def _change_of(job: Holder, points: int, day: dt.date | None) -> _HoldChange:
         old=int(job.points_held or 0),
         old_day=job.points_held_on,
         new=points,
-        new_day=day if points else None,
+        new_day=day,
     )
 
 
 def _write_changes(session: Session, changes: Sequence[_HoldChange], *, day: dt.date) -> None:
-    """Write holds, then batch totals, then key totals, each in one executemany statement (so
-    parents are locked batches first, in id order, then keys)."""
+    """Write holds (one executemany for holds a claim chose, one UPDATE for settled ones), then
+    batch totals, then key totals, one executemany each (so parents are locked batches first,
+    in id order, then keys)."""
     changes = [
         change for change in changes if (change.old, change.old_day) != (change.new, change.new_day)
     ]
     if not changes:
         return
     jobs = _table(Job)
-    session.execute(
-        jobs.update()
-        .where(jobs.c.id == bindparam("b_id"))
-        .values(points_held=bindparam("b_points"), points_held_on=bindparam("b_day")),
-        [{"b_id": c.job_id, "b_points": c.new, "b_day": c.new_day} for c in changes],
-    )
+    explicit = [c for c in changes if not c.settled]
+    if explicit:
+        session.execute(
+            jobs.update()
+            .where(jobs.c.id == bindparam("b_id"))
+            .values(points_held=bindparam("b_points"), points_held_on=bindparam("b_day")),
+            [{"b_id": c.job_id, "b_points": c.new, "b_day": c.new_day} for c in explicit],
+        )
+    settled = [c.job_id for c in changes if c.settled]
+    if settled:
+        session.execute(
+            jobs.update()
+            .where(jobs.c.id.in_(settled))
+            .values(
+                points_held=func.coalesce(jobs.c.cost_points, 0),
+                points_held_on=case(
+                    (jobs.c.cost_points.is_(None), None), else_=jobs.c.points_held_on
+                ),
+            )
+        )
     batch_deltas: dict[str, int] = defaultdict(int)
     key_deltas: dict[str, int] = defaultdict(int)
     key_days: dict[str, dict[dt.date, int]] = defaultdict(lambda: defaultdict(int))
@@ -539,10 +583,12 @@ def _key_committed(session: Session, api_key: ApiKey, now: dt.datetime) -> tuple
     committed = int(row.points_committed)
     today = int(row.points_today) if row.points_day == day else 0
     for pending in session.execute(_unsettled().where(Job.api_key_id == api_key.id)):
-        delta = _settled_points(pending) - int(pending.points_held)
-        committed += delta
-        if pending.points_held_on == day:
-            today += delta
+        change = _settled_change(pending)
+        committed += change.new - change.old
+        if change.new_day == day:
+            today += change.new
+        if change.old_day == day:
+            today -= change.old
     return committed, today
 
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -157,6 +157,19 @@ class _BatchTotals:
     committed: int
 
 
+class Priced(Protocol):
+    """What an estimate needs of a job: a `Job`, or a row with these columns."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def estimated_points(self) -> int | None: ...
+
+
 class Holder(Protocol):
     """What a hold change needs of a job: a `Job`, or a row with these columns."""
 
@@ -197,7 +210,7 @@ class BudgetLedger:
 
     def __init__(
         self,
-        session: Session,
+        session: Session | None,
         *,
         day: dt.date,
         keys: dict[str, _KeyTotals],
@@ -209,7 +222,11 @@ class BudgetLedger:
         self._batches = batches
         self._changes: dict[str, _HoldChange] = {}
 
-    def admit(self, jobs: Sequence[Holder], estimates: dict[str, int]) -> BudgetVerdict:
+    @property
+    def key_ids(self) -> list[str]:
+        return sorted(self._keys)
+
+    def admit(self, jobs: Sequence[Holder], estimates: Mapping[str, int]) -> BudgetVerdict:
         """Decide in order which of these leased-to-be jobs fit every limit; hold their estimate
         and release whatever the refused ones held. The jobs must be locked by the caller."""
         verdict = BudgetVerdict()
@@ -276,6 +293,8 @@ class BudgetLedger:
 
     def flush(self) -> None:
         """Write the changed holds and totals (at most four statements)."""
+        if self._session is None:
+            raise RuntimeError("a preview ledger holds no locks and cannot be written")
         _write_changes(self._session, list(self._changes.values()), day=self.day)
         self._changes.clear()
 
@@ -293,24 +312,63 @@ def open_ledger(
 
     Call it before the transaction locks any job row (see "Lock order").
     """
-    now = now or utcnow()
+    ledger = _read_ledger(session, api_key_ids, batch_ids, now=now or utcnow(), lock=True)
+    if settle and ledger.key_ids:
+        pending = session.execute(
+            _unsettled()
+            .where(Job.api_key_id.in_(ledger.key_ids))
+            .limit(SETTLE_LIMIT)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in pending:
+            ledger.settle(row)
+    return ledger
+
+
+def preview_ledger(
+    session: Session,
+    *,
+    api_key_ids: Iterable[str],
+    batch_ids: Iterable[str | None] = (),
+    now: dt.datetime | None = None,
+) -> BudgetLedger:
+    """The same totals, pending settlements included, read without locks: a first opinion
+    (the claim asks the limiter only for jobs this ledger admits). It cannot be flushed."""
+    ledger = _read_ledger(session, api_key_ids, batch_ids, now=now or utcnow(), lock=False)
+    if ledger.key_ids:
+        pending = _unsettled().where(Job.api_key_id.in_(ledger.key_ids)).limit(SETTLE_LIMIT)
+        for row in session.execute(pending):
+            ledger.settle(row)
+    return ledger
+
+
+def _read_ledger(
+    session: Session,
+    api_key_ids: Iterable[str],
+    batch_ids: Iterable[str | None],
+    *,
+    now: dt.datetime,
+    lock: bool,
+) -> BudgetLedger:
     day = _day(now)
     wanted_batches = sorted({batch_id for batch_id in batch_ids if batch_id})
     wanted_keys = sorted(set(api_key_ids))
     batches: dict[str, _BatchTotals] = {}
     if wanted_batches:
-        for batch in session.execute(
+        of_batches = (
             select(Batch.id, Batch.max_points, Batch.points_committed)
             .where(Batch.id.in_(wanted_batches))
             .order_by(Batch.id)
-            .with_for_update(key_share=True)
+        )
+        for batch in session.execute(
+            of_batches.with_for_update(key_share=True) if lock else of_batches
         ):
             batches[batch.id] = _BatchTotals(
                 batch.id, batch.max_points, int(batch.points_committed)
             )
     keys: dict[str, _KeyTotals] = {}
     if wanted_keys:
-        for key in session.execute(
+        of_keys = (
             select(
                 ApiKey.id,
                 ApiKey.max_points_daily,
@@ -321,8 +379,8 @@ def open_ledger(
             )
             .where(ApiKey.id.in_(wanted_keys))
             .order_by(ApiKey.id)
-            .with_for_update(key_share=True)
-        ):
+        )
+        for key in session.execute(of_keys.with_for_update(key_share=True) if lock else of_keys):
             keys[key.id] = _KeyTotals(
                 key.id,
                 key.max_points_daily,
@@ -330,17 +388,7 @@ def open_ledger(
                 int(key.points_committed),
                 int(key.points_today) if key.points_day == day else 0,
             )
-    ledger = BudgetLedger(session, day=day, keys=keys, batches=batches)
-    if settle and wanted_keys:
-        pending = session.execute(
-            _unsettled()
-            .where(Job.api_key_id.in_(wanted_keys))
-            .limit(SETTLE_LIMIT)
-            .with_for_update(skip_locked=True)
-        ).all()
-        for row in pending:
-            ledger.settle(row)
-    return ledger
+    return BudgetLedger(session if lock else None, day=day, keys=keys, batches=batches)
 
 
 def settle_costs(
@@ -409,7 +457,7 @@ def estimate(
 
 def estimate_points(
     session: Session,
-    jobs: Iterable[Job],
+    jobs: Iterable[Priced],
     *,
     catalogue: Catalogue | None = None,
     now: dt.datetime | None = None,

@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, Row, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import claims
-from core.budget import BudgetLedger, estimate_points, open_ledger
+from core.budget import BudgetLedger, estimate_points, open_ledger, preview_ledger
 from core.cancel import Ending, end_queued_jobs
 from core.tables import FAILED, QUEUED, RUNNING, SUCCEEDED, Job
 from metachat.tasks import SubmitRequest
@@ -79,12 +79,15 @@ class _Candidate:
 
 @dataclass
 class _Plan:
-    """What the look decided, in claim order."""
+    """What the look decided, in claim order. `unlikely`: jobs the budgets would refuse as
+    the look saw them; the limiter is not asked for them, the lease judges them again."""
 
     sendable: list[_Candidate] = field(default_factory=list)
+    unlikely: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     doomed: dict[str, Ending] = field(default_factory=dict)
     parents: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    estimates: dict[str, int] = field(default_factory=dict)
     running: dict[str, int] = field(default_factory=dict)
 
 
@@ -98,7 +101,7 @@ def claim_submits(ctx: PumpContext, *, now: dt.datetime, report: ClaimTally) -> 
     """Lease the queued jobs that may be submitted now (step 1)."""
     with ctx.db.read_session() as session:
         plan = _look(ctx, session, now=now)
-    if not (plan.sendable or plan.deferred or plan.doomed):
+    if not (plan.sendable or plan.unlikely or plan.deferred or plan.doomed):
         return []
     granted = _ask_limiter(ctx, plan)
     leased: list[SubmitWork] = []
@@ -166,8 +169,29 @@ def _look(ctx: PumpContext, session: Session, *, now: dt.datetime) -> _Plan:
             )
         )
     if plan.sendable:
+        _preview_budgets(ctx, session, plan, candidates, now=now)
+    if plan.sendable:
         plan.running = claims.running_counts(session)
     return plan
+
+
+def _preview_budgets(
+    ctx: PumpContext, session: Session, plan: _Plan, rows: Sequence[Row[Any]], *, now: dt.datetime
+) -> None:
+    """Estimate the sendable jobs and set aside those the budgets would refuse as they stand,
+    so a tenant whose budget is used up does not spend everyone's limiter grants."""
+    sendable = {candidate.id for candidate in plan.sendable}
+    rows = [row for row in rows if row.id in sendable]
+    plan.estimates = estimate_points(session, rows, catalogue=ctx.client.catalogue, now=now)
+    preview = preview_ledger(
+        session,
+        api_key_ids=(row.api_key_id for row in rows),
+        batch_ids=(row.batch_id for row in rows),
+        now=now,
+    )
+    refused = preview.admit(rows, plan.estimates).refused
+    plan.unlikely = [c.id for c in plan.sendable if c.id in refused]
+    plan.sendable = [c for c in plan.sendable if c.id not in refused]
 
 
 def _due_in_fair_order(session: Session, *, now: dt.datetime, limit: int) -> Sequence[Row[Any]]:
@@ -184,6 +208,9 @@ def _due_in_fair_order(session: Session, *, now: dt.datetime, limit: int) -> Seq
             Job.model,
             Job.action,
             Job.source_job_id,
+            Job.estimated_points,
+            Job.points_held,
+            Job.points_held_on,
             Job.priority,
             Job.created_at,
             func.row_number().over(partition_by=tenant, order_by=order).label("turn"),
@@ -231,7 +258,7 @@ def _lease(
 ) -> list[SubmitWork]:
     """Step 3, in the lock order of `core.budget`: batches and keys, then jobs."""
     allowed = {job_id for job_ids in granted.values() for job_id in job_ids}
-    to_settle = allowed | set(plan.doomed)
+    to_settle = allowed | set(plan.doomed) | set(plan.unlikely)
     ledger: BudgetLedger | None = None
     if to_settle:
         ledger = open_ledger(
@@ -256,10 +283,11 @@ def _lease(
     endings = {job_id: ending for job_id, ending in plan.doomed.items() if job_id in locked}
     ledger.release(locked[job_id] for job_id in endings)
     deciding = [locked[c.id] for c in plan.sendable if c.id in allowed and c.id in locked]
-    verdict = ledger.admit(
-        deciding, estimate_points(session, deciding, catalogue=ctx.client.catalogue, now=now)
-    )
-    for job_id, message in verdict.refused.items():
+    verdict = ledger.admit(deciding, plan.estimates)
+    # judged again under the locks: refused ones fail; any that fit now wait for a grant
+    second = ledger.admit([locked[i] for i in plan.unlikely if i in locked], plan.estimates)
+    ledger.undo(list(second.holds))
+    for job_id, message in (verdict.refused | second.refused).items():
         endings[job_id] = _ending(codes.BUDGET_EXCEEDED, message)
     for ended in end_queued_jobs(
         session, Job.id.in_(list(endings)), endings, to_status=FAILED, now=now

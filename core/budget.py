@@ -47,7 +47,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam, case, func, or_, select, text, union_all
+from sqlalchemy import Date, Table, bindparam, case, cast, func, or_, select, text, union_all
 from sqlalchemy.orm import Session
 
 from core.tables import POINTS_UNSETTLED, ApiKey, Batch, Job, utcnow
@@ -495,6 +495,7 @@ def _unsettled() -> Any:
         Job.cost_points,
         Job.points_held,
         Job.points_held_on,
+        Job.submitted_at,
     ).where(text(f"({POINTS_UNSETTLED})"))
 
 
@@ -503,6 +504,10 @@ def _settled_change(row: Any) -> _HoldChange:
     else it is a failure that never reached MetaChat and holds nothing. `_write_changes`
     writes the same from the row's own columns."""
     known = row.cost_points is not None
+    day = row.points_held_on
+    if day is None and row.submitted_at is not None:
+        # a costed job no claim held (written by hand, or imported): the day it was sent
+        day = _day(row.submitted_at)
     return _HoldChange(
         job_id=row.id,
         api_key_id=row.api_key_id,
@@ -510,7 +515,7 @@ def _settled_change(row: Any) -> _HoldChange:
         old=int(row.points_held or 0),
         old_day=row.points_held_on,
         new=int(row.cost_points) if known else 0,
-        new_day=row.points_held_on if known else None,
+        new_day=day if known else None,
         settled=True,
     )
 
@@ -547,13 +552,15 @@ def _write_changes(session: Session, changes: Sequence[_HoldChange], *, day: dt.
         )
     settled = [c.job_id for c in changes if c.settled]
     if settled:
+        sent_on = _utc_date(jobs.c.submitted_at, session.get_bind().dialect.name)
         session.execute(
             jobs.update()
             .where(jobs.c.id.in_(settled))
             .values(
                 points_held=func.coalesce(jobs.c.cost_points, 0),
                 points_held_on=case(
-                    (jobs.c.cost_points.is_(None), None), else_=jobs.c.points_held_on
+                    (jobs.c.cost_points.is_(None), None),
+                    else_=func.coalesce(jobs.c.points_held_on, sent_on),
                 ),
             )
         )
@@ -614,6 +621,13 @@ def _write_changes(session: Session, changes: Sequence[_HoldChange], *, day: dt.
             ),
             key_rows,
         )
+
+
+def _utc_date(column: Any, dialect: str) -> Any:
+    """The UTC calendar day of a timestamp column, in SQL."""
+    if dialect == "postgresql":
+        return cast(func.timezone("UTC", column), Date)
+    return func.date(column)  # SQLite keeps naive UTC text
 
 
 def _table(entity: type[Any]) -> Table:

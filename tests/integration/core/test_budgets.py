@@ -426,3 +426,28 @@ def test_a_dry_run_estimate_reports_what_remains_of_each_limit(db: Database) -> 
         "unpriced_jobs": 1,
     }
     assert (too_big.fits_budget, too_big.remaining["batch"]) == (False, 50)
+
+
+def test_a_costed_job_no_claim_held_counts_on_the_day_it_was_sent(db: Database) -> None:
+    key_id = _key(db, daily=100)
+    with db.session() as s:
+        today, yesterday = (
+            finished_job(
+                s,
+                key_id,
+                status="succeeded",
+                provider="flux",
+                model="flux-2-pro",
+                finished_at=when,
+                upstream_seconds=5,
+                cost_points=30,
+            ).id
+            for when in (EARLY, YESTERDAY)
+        )
+    with db.session() as s:
+        assert settle_costs(s, [today, yesterday], now=NOW) == 2
+    with db.read_session() as s:
+        held = {job.id: job.points_held_on for job in s.scalars(select(Job))}
+        key = s.get_one(ApiKey, key_id)
+    assert held == {today: EARLY.date(), yesterday: YESTERDAY.date()}
+    assert (key.points_committed, key.points_today, key.points_day) == (60, 30, NOW.date())

@@ -57,6 +57,10 @@ RUNNING_NOTE: Final = (
     "cancelled while running upstream; MetaChat cannot stop a task, so its cost may still be "
     "charged"
 )
+SENDING_NOTE: Final = (
+    "cancelled while it was being sent upstream; MetaChat may have created the task, so its "
+    "cost may still be charged"
+)
 RETRYABLE: Final = (FAILED, TIMED_OUT)
 
 # the columns a retry copies from the job it replaces: the spec, not the outcome
@@ -97,9 +101,10 @@ def cancel_job(session: Session, job_id: str, *, now: dt.datetime | None = None)
     now = now or utcnow()
     job = session.get_one(Job, job_id, populate_existing=True)
     ledger = None
-    if job.status == QUEUED:
-        # Only a queued job can give points back: lock its batch and key before the job row
-        # (the order of `core.budget`), then read it again as it is now.
+    if _waiting_with_points(job):
+        # It gives its points back: lock its batch and key before the job row (the order of
+        # `core.budget`), then read it again as it is now. While we hold them no claim can
+        # lease it, so a job still waiting now is still waiting at the compare-and-set.
         ledger = open_ledger(
             session, api_key_ids=[job.api_key_id], batch_ids=[job.batch_id], now=now, settle=False
         )
@@ -109,9 +114,13 @@ def cancel_job(session: Session, job_id: str, *, now: dt.datetime | None = None)
         if job.status in TERMINAL_STATUSES:
             raise CancelRefused(f"the job has already finished ({job.status})")
         running = job.status == RUNNING
-        # no claim can lease it while we hold its key and batch, so this stays true
         waiting = job.status == QUEUED and job.lease_owner is None
-        message = RUNNING_NOTE if running else "cancelled before it was sent upstream"
+        if running:
+            message = RUNNING_NOTE
+        elif waiting:
+            message = "cancelled before it was sent upstream"
+        else:
+            message = SENDING_NOTE
         updated = transition(
             session,
             job_id,
@@ -123,12 +132,16 @@ def cancel_job(session: Session, job_id: str, *, now: dt.datetime | None = None)
             now=now,
         )
         if updated is not None:
-            if ledger is not None and waiting:
+            if ledger is not None and _waiting_with_points(job):
                 ledger.release([updated])
                 ledger.flush()
             return updated
         job = session.get_one(Job, job_id, populate_existing=True)
     raise CancelRefused(f"the job has already finished ({job.status})")
+
+
+def _waiting_with_points(job: Job) -> bool:
+    return job.status == QUEUED and job.lease_owner is None and (job.points_held or 0) != 0
 
 
 def end_queued_jobs(

@@ -115,6 +115,7 @@ def cancel_job(session: Session, job_id: str, *, now: dt.datetime | None = None)
             raise CancelRefused(f"the job has already finished ({job.status})")
         running = job.status == RUNNING
         waiting = job.status == QUEUED and job.lease_owner is None
+        gives_back = ledger is not None and _waiting_with_points(job)
         if running:
             message = RUNNING_NOTE
         elif waiting:
@@ -132,7 +133,7 @@ def cancel_job(session: Session, job_id: str, *, now: dt.datetime | None = None)
             now=now,
         )
         if updated is not None:
-            if ledger is not None and _waiting_with_points(job):
+            if ledger is not None and gives_back:
                 ledger.release([updated])
                 ledger.flush()
             return updated

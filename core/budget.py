@@ -29,14 +29,15 @@ estimated at 0. Jobs are decided in claim order, each admitted job counting for 
 **Keeping the totals.** A claim holds the estimate of each job it leases (`BudgetLedger`). When
 a hold must change later (the cost arrived, or the submit failed without a task), the job lands
 in the small partial index `ix_jobs_points_unsettled`; `settle_costs` folds such jobs into the
-totals, and every claim first settles those of the keys it is about to judge, so a claim never
-decides on stale totals even if nobody else called `settle_costs`.
+totals, and every claim first settles those of the keys it is about to judge (up to
+`SETTLE_LIMIT` at a time), so claims do not depend on anyone else calling `settle_costs`.
 
-**Lock order.** Batch rows, then API key rows, then job rows. A transaction holding a batch or
-key lock waits on no job row except a queued one, and a transaction holding queued job rows never
-waits for a batch or key row. Claims and cancels follow it (the claim asks the limiter before it
-takes any lock), so they cannot deadlock. Parent rows are locked ``FOR NO KEY UPDATE`` so inserts
-referencing them (new jobs, webhook rows) never wait on a claim.
+**Lock order.** Batch rows, then API key rows (``FOR NO KEY UPDATE``, so inserts referencing
+them, new jobs and webhook rows, never wait), then job rows. Claims and cancels take them in that
+order; the claim asks the limiter before it takes any lock and skips job rows others hold. The
+pumps' own writes on job rows touch no batch or key row. Only `settle_costs` (and pruning, which
+calls it) takes job rows first, and only rows of jobs already finished and committed as such,
+skipping locked ones: no holder of a batch or key row waits on those. So no cycle can form.
 """
 
 from __future__ import annotations
@@ -398,10 +399,11 @@ def settle_costs(
     they failed without reaching MetaChat. Returns how many jobs it settled.
 
     The hook for the places that write a cost (the poll pump's terminal writes, a reconcile's
-    late success): call it with the ids just written, in the same transaction after the writes
-    (which must hold no queued job row) or in one of its own. It reads what to change from the
-    rows themselves, so calling it twice, or after a claim already settled them, changes
-    nothing. Not calling it only delays the totals until the next claim of the same key.
+    late success): call it with the ids just written, in a transaction of its own right after
+    the terminal write commits (not inside a transaction that still holds job rows it did not
+    finish). It reads what to change from the rows themselves, so calling it twice, or after a
+    claim already settled them, changes nothing, and a crash before it only delays the totals
+    until the next claim of the same key, which settles them first.
     """
     wanted = sorted(set(job_ids))
     if not wanted:

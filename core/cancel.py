@@ -6,20 +6,27 @@ cancelled *locally*: its upstream task may still finish and be charged, and the 
 A batch cancel touches up to ten thousand rows, so it is a few bulk statements instead of one
 `transition()` per job, with the same effect: a compare-and-set on ``status = 'queued'``, one
 `job_events` row each and the webhook outbox row of every job that has a URL, all in the
-caller's transaction. The batch row is locked first (PostgreSQL ``FOR UPDATE``; SQLite writers
-are serialised anyway) so a cancel and a retry of one batch never interleave.
+caller's transaction (`end_queued_jobs`, which the submit claim uses too).
+
+Locks follow the order of `core.budget`: the batch row first (the caller locks it, PostgreSQL
+``FOR UPDATE``; SQLite writers are serialised anyway, and a cancel and a retry of one batch
+never interleave), then its API key, then the jobs. A job cancelled while it waited in the queue
+gives back whatever it held of the budgets; one cancelled while running, or while a pump was
+sending it, keeps counting: MetaChat may charge it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import exists, insert, null, select, update
+from sqlalchemy import ColumnElement, case, exists, insert, null, select, update
 from sqlalchemy.orm import Session
 
 from core import ids
+from core.budget import open_ledger
 from core.outbox import JOB_EVENT_TYPES, enqueue_batch_completed, event_body
 from core.submission import insert_job_rows
 from core.tables import (
@@ -50,6 +57,10 @@ RUNNING_NOTE: Final = (
     "cancelled while running upstream; MetaChat cannot stop a task, so its cost may still be "
     "charged"
 )
+SENDING_NOTE: Final = (
+    "cancelled while it was being sent upstream; MetaChat may have created the task, so its "
+    "cost may still be charged"
+)
 RETRYABLE: Final = (FAILED, TIMED_OUT)
 
 # the columns a retry copies from the job it replaces: the spec, not the outcome
@@ -76,16 +87,41 @@ class CancelRefused(Exception):
     """The job or batch is already finished (or the batch was cancelled): HTTP 409."""
 
 
+@dataclass(frozen=True)
+class Ending:
+    """Why a queued job ends: its `error_code`, `error_message` and event reason."""
+
+    code: str
+    message: str
+    reason: str
+
+
 def cancel_job(session: Session, job_id: str, *, now: dt.datetime | None = None) -> Job:
     """Cancel a queued or running job; `CancelRefused` when it has already finished."""
     now = now or utcnow()
     job = session.get_one(Job, job_id, populate_existing=True)
+    ledger = None
+    if _waiting_with_points(job):
+        # It gives its points back: lock its batch and key before the job row (the order of
+        # `core.budget`), then read it again as it is now. While we hold them no claim can
+        # lease it, so a job still waiting now is still waiting at the compare-and-set.
+        ledger = open_ledger(
+            session, api_key_ids=[job.api_key_id], batch_ids=[job.batch_id], now=now, settle=False
+        )
+        job = session.get_one(Job, job_id, populate_existing=True)
     # A worker may move the job between our read and our compare-and-set; follow it once.
     for _ in range(3):
         if job.status in TERMINAL_STATUSES:
             raise CancelRefused(f"the job has already finished ({job.status})")
         running = job.status == RUNNING
-        message = RUNNING_NOTE if running else "cancelled before it was sent upstream"
+        waiting = job.status == QUEUED and job.lease_owner is None
+        gives_back = ledger is not None and _waiting_with_points(job)
+        if running:
+            message = RUNNING_NOTE
+        elif waiting:
+            message = "cancelled before it was sent upstream"
+        else:
+            message = SENDING_NOTE
         updated = transition(
             session,
             job_id,
@@ -93,13 +129,81 @@ def cancel_job(session: Session, job_id: str, *, now: dt.datetime | None = None)
             to_status=CANCELLED,
             reason=CANCELLED_BY_CLIENT,
             values={"error_code": ERROR_CODE, "error_message": message},
-            detail={"cost_may_be_charged": running},
+            detail={"cost_may_be_charged": not waiting},
             now=now,
         )
         if updated is not None:
+            if ledger is not None and gives_back:
+                ledger.release([updated])
+                ledger.flush()
             return updated
         job = session.get_one(Job, job_id, populate_existing=True)
     raise CancelRefused(f"the job has already finished ({job.status})")
+
+
+def _waiting_with_points(job: Job) -> bool:
+    return job.status == QUEUED and job.lease_owner is None and (job.points_held or 0) != 0
+
+
+def end_queued_jobs(
+    session: Session,
+    where: ColumnElement[bool],
+    endings: Ending | Mapping[str, Ending],
+    *,
+    to_status: str,
+    now: dt.datetime,
+) -> list[Job]:
+    """Move the queued jobs matching `where` to a terminal status in bulk: one UPDATE, one
+    insert of their events, one of their webhook rows, whatever the number of jobs.
+
+    `endings` is one `Ending` for all, or one per job id (then only those jobs move). The
+    caller holds the rows (locked, or a SQLite write transaction), so none is moved twice.
+    """
+    if isinstance(endings, Ending):
+        values: dict[str, Any] = {"error_code": endings.code, "error_message": endings.message}
+    else:
+        if not endings:
+            return []
+        where = where & Job.id.in_(list(endings))
+        values = {
+            "error_code": case({i: e.code for i, e in endings.items()}, value=Job.id),
+            "error_message": case({i: e.message for i, e in endings.items()}, value=Job.id),
+        }
+    ended = list(
+        session.scalars(
+            update(Job)
+            .where(where, Job.status == QUEUED)
+            .values(
+                status=to_status,
+                updated_at=now,
+                finished_at=now,
+                due_at=None,
+                lease_until=None,
+                lease_owner=None,
+                **values,
+            )
+            .returning(Job)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+    )
+    if not ended:
+        return []
+    session.execute(
+        insert(metadata.tables["job_events"]),
+        [
+            {
+                "job_id": job.id,
+                "at": now,
+                "from_status": QUEUED,
+                "to_status": to_status,
+                "reason": (endings if isinstance(endings, Ending) else endings[job.id]).reason,
+                "detail": None,
+            }
+            for job in ended
+        ],
+    )
+    _enqueue_job_events(session, ended, now)
+    return ended
 
 
 def _enqueue_job_events(session: Session, jobs: Sequence[Job], at: dt.datetime) -> int:
@@ -134,47 +238,49 @@ def _enqueue_job_events(session: Session, jobs: Sequence[Job], at: dt.datetime) 
 def cancel_batch(session: Session, batch: Batch, *, now: dt.datetime | None = None) -> int:
     """Cancel a batch's queued jobs and mark the batch cancelled; returns how many jobs.
 
-    Jobs already running keep running. When none is left running, the batch is finished now
-    and its `batch.completed` webhook is queued; otherwise whoever finishes its last running
-    job does that (maintenance). `CancelRefused` when the batch is no longer running.
+    The caller has locked the batch row. Jobs already running keep running. When none is left
+    running, the batch is finished now and its `batch.completed` webhook is queued; otherwise
+    whoever finishes its last running job does that (maintenance). `CancelRefused` when the
+    batch is no longer running.
     """
     now = now or utcnow()
     if batch.status != BATCH_RUNNING:
         raise CancelRefused(f"the batch is already {batch.status}")
-    cancelled = list(
-        session.scalars(
-            update(Job)
-            .where(Job.batch_id == batch.id, Job.status == QUEUED)
-            .values(
-                status=CANCELLED,
-                updated_at=now,
-                finished_at=now,
-                due_at=None,
-                lease_until=None,
-                lease_owner=None,
-                error_code=ERROR_CODE,
-                error_message="the batch was cancelled before this job was sent upstream",
-            )
-            .returning(Job)
-            .execution_options(synchronize_session=False, populate_existing=True)
-        )
+    ledger = open_ledger(
+        session, api_key_ids=[batch.api_key_id], batch_ids=[batch.id], now=now, settle=False
     )
-    if cancelled:
-        session.execute(
-            insert(metadata.tables["job_events"]),
-            [
-                {
-                    "job_id": job.id,
-                    "at": now,
-                    "from_status": QUEUED,
-                    "to_status": CANCELLED,
-                    "reason": CANCELLED_WITH_BATCH,
-                    "detail": None,
-                }
-                for job in cancelled
-            ],
+    in_queue = Job.batch_id == batch.id
+    # lock the queued jobs in id order and see which were waiting and what they held
+    waiting = [
+        row
+        for row in session.execute(
+            select(
+                Job.id,
+                Job.api_key_id,
+                Job.batch_id,
+                Job.lease_owner,
+                Job.points_held,
+                Job.points_held_on,
+            )
+            .where(in_queue, Job.status == QUEUED)
+            .order_by(Job.id)
+            .with_for_update()
         )
-        _enqueue_job_events(session, cancelled, now)
+        if row.lease_owner is None
+    ]
+    cancelled = end_queued_jobs(
+        session,
+        in_queue,
+        Ending(
+            ERROR_CODE,
+            "the batch was cancelled before this job was sent upstream",
+            CANCELLED_WITH_BATCH,
+        ),
+        to_status=CANCELLED,
+        now=now,
+    )
+    ledger.release(waiting)
+    ledger.flush()
     batch.status = BATCH_CANCELLED
     still_running = session.scalar(
         select(exists().where(Job.batch_id == batch.id, Job.status == RUNNING))

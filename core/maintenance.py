@@ -13,7 +13,8 @@
   keeping their upstream task id; the reconcile pass keeps looking at them for a while.
 - **Batches** with no queued or running job left become ``completed``, with their
   ``batch.completed`` webhook queued in the same transaction.
-- **Pruning**: terminal jobs (and their events) finished longer than ``RETENTION_DAYS`` ago,
+- **Pruning**: terminal jobs (and their events) finished longer than ``RETENTION_DAYS`` ago
+  (the budget totals on key and batch rows keep counting them, `core.budget`),
   finished webhook deliveries as old, emptied batches, idempotency keys older than
   ``IDEMPOTENCY_TTL_HOURS``, a bounded number of rows per run.
 
@@ -28,10 +29,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from core import claims
+from core.budget import settle_costs
 from core.db import Database
 from core.outbox import enqueue_batch_completed
 from core.schedule import PollPlanner
@@ -44,6 +46,7 @@ from core.tables import (
     DELIVERY_DEAD,
     DELIVERY_SUCCEEDED,
     FAILED,
+    POINTS_UNSETTLED,
     QUEUED,
     RUNNING,
     TERMINAL_STATUSES,
@@ -320,12 +323,17 @@ def prune(session: Session, *, now: dt.datetime, settings: Settings) -> dict[str
     cutoff = now - dt.timedelta(days=settings.retention_days)
     counts: dict[str, int] = {}
 
+    # Budget totals live on the key and batch rows and outlive the jobs; a job whose hold must
+    # still change is settled into them first, and kept while another transaction holds it.
+    old = and_(Job.status.in_(TERMINAL_STATUSES), Job.finished_at < cutoff)
+    unsettled, settled = text(f"({POINTS_UNSETTLED})"), text(f"NOT ({POINTS_UNSETTLED})")
+    settle_costs(
+        session,
+        session.execute(select(Job.id).where(old, unsettled).limit(PRUNE_CHUNK)).scalars(),
+        now=now,
+    )
     old_jobs = list(
-        session.execute(
-            select(Job.id)
-            .where(Job.status.in_(TERMINAL_STATUSES), Job.finished_at < cutoff)
-            .limit(PRUNE_CHUNK)
-        ).scalars()
+        session.execute(select(Job.id).where(old, settled).limit(PRUNE_CHUNK)).scalars()
     )
     if old_jobs:
         session.execute(delete(JobEvent).where(JobEvent.job_id.in_(old_jobs)))

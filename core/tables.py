@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -110,6 +112,11 @@ class ApiKey(Base):
     webhook_secret_rotated_at: Mapped[dt.datetime | None]
     max_points_total: Mapped[int | None] = mapped_column(BigInteger)
     max_points_daily: Mapped[int | None] = mapped_column(BigInteger)
+    # Running budget totals (`core.budget`): the points held by every job of the key, ever,
+    # and by those held on `points_day` (UTC). Pruning jobs never lowers them.
+    points_committed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    points_today: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    points_day: Mapped[dt.date | None] = mapped_column(Date)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None]
 
@@ -133,8 +140,21 @@ class Batch(Base):
     webhook_url: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
     max_points: Mapped[int | None] = mapped_column(BigInteger)
+    # the points held by the batch's jobs (`core.budget`)
+    points_committed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None]
+
+
+# Jobs whose hold in the budget totals is not what it should be yet: their cost arrived, or
+# they failed without ever reaching MetaChat. `core.budget` settles them; the index keeps
+# finding them cheap however large the table grows.
+POINTS_UNSETTLED = (
+    "(cost_points IS NOT NULL AND cost_points <> points_held) OR (points_held <> 0 "
+    "AND status = 'failed' AND upstream_task_id IS NULL "
+    "AND COALESCE(error_code, '') NOT IN ('submit_uncertain', 'invalid_upstream_response'))"
+)
+COSTED = "cost_points IS NOT NULL"
 
 
 class Job(Base):
@@ -156,6 +176,20 @@ class Job(Base):
         Index(None, "batch_id", "status"),
         Index(None, "finished_at"),
         Index(None, "source_job_id"),
+        # budgets: the holds still to settle, and each model's recent costs
+        Index(
+            "ix_jobs_points_unsettled",
+            "api_key_id",
+            postgresql_where=text(POINTS_UNSETTLED),
+            sqlite_where=text(POINTS_UNSETTLED),
+        ),
+        Index(
+            "ix_jobs_costed_model_finished_at",
+            "model",
+            "finished_at",
+            postgresql_where=text(COSTED),
+            sqlite_where=text(COSTED),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -190,7 +224,11 @@ class Job(Base):
     progress: Mapped[int] = mapped_column(Integer, default=0)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     cost_points: Mapped[int | None] = mapped_column(BigInteger)
+    # the catalogue price when the job was accepted (null: none configured); never rewritten
     estimated_points: Mapped[int | None] = mapped_column(BigInteger)
+    # what this job adds to its key's and batch's budget totals, and the UTC day it was held
+    points_held: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    points_held_on: Mapped[dt.date | None] = mapped_column(Date)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     upstream_raw: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

@@ -1,25 +1,35 @@
 """Step 1 of a submit round: lease the queued jobs that may go to MetaChat now.
 
-In one write transaction: take due queued jobs in fair order (`claims.submit_candidates`), defer
-follow-ups whose source has not finished, fail jobs that cannot be sent (source failed, model
-gone, budget used up), ask the shared limiter how many of each provider may go, and lease
-exactly those. Rows the limiter holds back are left untouched and stay due.
+1. **Look** (a read, no lock): the due queued jobs in fair order (`claims` explains the order),
+   the state of the sources of follow-ups, and how many jobs run upstream per provider. Decide
+   which jobs wait for their source and which cannot be sent at all.
+2. **Ask the shared limiter** how many of each provider may go, before any row is locked: a
+   slow Redis never holds database locks.
+3. **Lease** in one write transaction, a constant number of statements whatever the number of
+   rows: lock the batches and API keys of those jobs (their budget totals, `core.budget`), then
+   the jobs themselves (``SKIP LOCKED``: another pump's rows are left to it), defer follow-ups
+   whose source has not finished, fail jobs that cannot be sent or would cross a budget, lease
+   the rest and hold their estimated points against the budgets.
+
+Grants the lease did not use (a job another pump took first, one refused by its budget) are
+given back to the limiter. Rows the limiter held back are left untouched and stay due.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Row, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import claims
-from core.budget import check_budgets, store_estimates
+from core.budget import BudgetLedger, estimate_points, open_ledger, preview_ledger
+from core.cancel import Ending, end_queued_jobs
 from core.tables import FAILED, QUEUED, RUNNING, SUCCEEDED, Job
-from core.transitions import transition
 from metachat.tasks import SubmitRequest
 from metachat.validation import SpecError
 from worker import codes
@@ -53,6 +63,34 @@ class ClaimTally:
         self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    """A due queued job as the look saw it (without a lock)."""
+
+    id: str
+    provider: str
+    api_key_id: str
+    batch_id: str | None
+    model: str
+    action: str
+    expected_seconds: float = 0.0
+    source_task_id: str | None = None
+
+
+@dataclass
+class _Plan:
+    """What the look decided, in claim order. `unlikely`: jobs the budgets would refuse as
+    the look saw them; the limiter is not asked for them, the lease judges them again."""
+
+    sendable: list[_Candidate] = field(default_factory=list)
+    unlikely: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    doomed: dict[str, Ending] = field(default_factory=dict)
+    parents: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    estimates: dict[str, int] = field(default_factory=dict)
+    running: dict[str, int] = field(default_factory=dict)
+
+
 def claim_limit(ctx: PumpContext) -> int:
     # No more than the connection pool sends at once: a claimed job waiting for a connection
     # would count as "maybe sent" if the process died.
@@ -61,136 +99,257 @@ def claim_limit(ctx: PumpContext) -> int:
 
 def claim_submits(ctx: PumpContext, *, now: dt.datetime, report: ClaimTally) -> list[SubmitWork]:
     """Lease the queued jobs that may be submitted now (step 1)."""
-    lease_until = now + dt.timedelta(seconds=lease_seconds(ctx.settings))
-    reserved: dict[str, list[str]] = defaultdict(list)
+    with ctx.db.read_session() as session:
+        plan = _look(ctx, session, now=now)
+    if not (plan.sendable or plan.unlikely or plan.deferred or plan.doomed):
+        return []
+    granted = _ask_limiter(ctx, plan)
+    leased: list[SubmitWork] = []
     try:
         with ctx.db.session() as session:
-            candidates = claims.submit_candidates(session, now=now, limit=claim_limit(ctx))
-            ready = _prepare(ctx, session, candidates, now=now, report=report)
-            ready = _within_budgets(ctx, session, candidates, ready, now=now, report=report)
-            running = claims.running_counts(session)
-            by_provider: dict[str, list[str]] = defaultdict(list)
-            for item in ready.values():
-                by_provider[item.provider].append(item.job_id)
-            for provider, job_ids in by_provider.items():
-                grant = ctx.limiter.acquire(provider, job_ids, running=running.get(provider, 0))
-                reserved[provider].extend(grant.job_ids)
-            won = claims.lease_jobs(
-                session,
-                [job_id for ids in reserved.values() for job_id in ids],
-                status=QUEUED,
-                owner=ctx.owner,
-                now=now,
-                until=lease_until,
-            )
-    except BaseException:
-        for provider, job_ids in reserved.items():
-            ctx.limiter.release(provider, job_ids)
-        raise
-    won_ids = {job.id for job in won}
-    for provider, job_ids in reserved.items():
-        ctx.limiter.release(provider, [job_id for job_id in job_ids if job_id not in won_ids])
+            work = _lease(ctx, session, plan, granted, now=now, report=report)
+        leased = work
+    finally:
+        used = {item.job_id for item in leased}
+        for provider, job_ids in granted.items():
+            unused = [job_id for job_id in job_ids if job_id not in used]
+            if unused:
+                ctx.limiter.release(provider, unused)
     if ctx.trail is not None:
-        ctx.trail.mark_unsent(won_ids)
-    return [ready[job.id] for job in won]
+        ctx.trail.mark_unsent(item.job_id for item in leased)
+    return leased
 
 
-def _prepare(
-    ctx: PumpContext,
-    session: Session,
-    candidates: Sequence[Job],
-    *,
-    now: dt.datetime,
-    report: ClaimTally,
-) -> dict[str, SubmitWork]:
-    """Build requests; defer follow-ups whose source has not finished, fail impossible jobs."""
-    catalogue = ctx.client.catalogue
-    source_ids = {job.source_job_id for job in candidates if job.source_job_id}
+def _look(ctx: PumpContext, session: Session, *, now: dt.datetime) -> _Plan:
+    """Step 1: the candidates in fair order and what can be decided about them without locks.
+
+    A source job's state read here stays true: a succeeded or failed source never changes,
+    and deferring a follow-up whose source finishes meanwhile only delays it a little.
+    """
+    candidates = _due_in_fair_order(session, now=now, limit=claim_limit(ctx))
+    plan = _Plan()
+    if not candidates:
+        return plan
+    source_ids = {row.source_job_id for row in candidates if row.source_job_id}
     sources: dict[str, tuple[str, str | None]] = {}
     if source_ids:
         rows = session.execute(
             select(Job.id, Job.status, Job.upstream_task_id).where(Job.id.in_(source_ids))
         ).all()
         sources = {row.id: (row.status, row.upstream_task_id) for row in rows}
-    ready: dict[str, SubmitWork] = {}
-    for job in candidates:
+    catalogue = ctx.client.catalogue
+    for row in candidates:
+        plan.parents[row.id] = (row.api_key_id, row.batch_id)
         source_task_id: str | None = None
-        if job.source_job_id:
-            status, source_task_id = sources.get(job.source_job_id, (None, None))
+        if row.source_job_id:
+            status, source_task_id = sources.get(row.source_job_id, (None, None))
             if status in (QUEUED, RUNNING):
-                wait = dt.timedelta(seconds=ctx.planner.source_wait())
-                session.execute(
-                    update(Job)
-                    .where(Job.id == job.id, Job.status == QUEUED, Job.lease_owner.is_(None))
-                    .values(due_at=now + wait)
-                )
-                report.deferred += 1
+                plan.deferred.append(row.id)
                 continue
             if status != SUCCEEDED or not source_task_id:
-                _fail(
-                    session,
-                    job.id,
-                    codes.SOURCE_FAILED,
-                    f"the source job {job.source_job_id} is {status or 'gone'}",
-                    now=now,
+                plan.doomed[row.id] = _ending(
+                    codes.SOURCE_FAILED, f"the source job {row.source_job_id} is {status or 'gone'}"
                 )
-                report.fail(codes.SOURCE_FAILED)
                 continue
         try:
-            spec = catalogue.action(job.model, job.action)
+            spec = catalogue.action(row.model, row.action)
         except SpecError as exc:
-            _fail(session, job.id, codes.INVALID_JOB, str(exc), now=now)
-            report.fail(codes.INVALID_JOB)
+            plan.doomed[row.id] = _ending(codes.INVALID_JOB, str(exc))
             continue
-        ready[job.id] = SubmitWork(
-            job_id=job.id,
-            provider=job.provider,
-            model=job.model,
-            action=job.action,
-            attempts=job.attempts or 0,
-            expected_seconds=spec.expected_seconds,
-            deadline_seconds=job.deadline_seconds,
-            request=SubmitRequest(
-                model=job.model,
-                action=job.action,
-                prompt=job.prompt,
-                params=job.params or {},
-                images=job.images or [],
+        plan.sendable.append(
+            _Candidate(
+                id=row.id,
+                provider=row.provider,
+                api_key_id=row.api_key_id,
+                batch_id=row.batch_id,
+                model=row.model,
+                action=row.action,
+                expected_seconds=spec.expected_seconds,
                 source_task_id=source_task_id,
-                source_index=job.source_index,
-            ),
+            )
         )
-    return ready
+    if plan.sendable:
+        _preview_budgets(ctx, session, plan, candidates, now=now)
+    if plan.sendable:
+        plan.running = claims.running_counts(session)
+    return plan
 
 
-def _within_budgets(
+def _preview_budgets(
+    ctx: PumpContext, session: Session, plan: _Plan, rows: Sequence[Row[Any]], *, now: dt.datetime
+) -> None:
+    """Estimate the sendable jobs and set aside those the budgets would refuse as they stand,
+    so a tenant whose budget is used up does not spend everyone's limiter grants."""
+    sendable = {candidate.id for candidate in plan.sendable}
+    rows = [row for row in rows if row.id in sendable]
+    plan.estimates = estimate_points(session, rows, catalogue=ctx.client.catalogue, now=now)
+    preview = preview_ledger(
+        session,
+        api_key_ids=(row.api_key_id for row in rows),
+        batch_ids=(row.batch_id for row in rows),
+        now=now,
+    )
+    refused = preview.admit(rows, plan.estimates).refused
+    plan.unlikely = [c.id for c in plan.sendable if c.id in refused]
+    plan.sendable = [c for c in plan.sendable if c.id not in refused]
+
+
+def _due_in_fair_order(session: Session, *, now: dt.datetime, limit: int) -> Sequence[Row[Any]]:
+    """Up to ``limit`` due, unclaimed queued jobs, ranked within their batch (or key) first so
+    every batch and key gets a turn (the order of `claims.submit_candidates`), without locks."""
+    tenant = func.coalesce(Job.batch_id, Job.api_key_id)
+    order = (Job.priority.desc(), Job.created_at, Job.id)
+    ranked = (
+        select(
+            Job.id,
+            Job.provider,
+            Job.api_key_id,
+            Job.batch_id,
+            Job.model,
+            Job.action,
+            Job.source_job_id,
+            Job.estimated_points,
+            Job.points_held,
+            Job.points_held_on,
+            Job.priority,
+            Job.created_at,
+            func.row_number().over(partition_by=tenant, order_by=order).label("turn"),
+        )
+        .where(Job.status == QUEUED, _due(now), Job.lease_owner.is_(None))
+        .subquery("ranked")
+    )
+    statement = (
+        select(ranked)
+        .order_by(ranked.c.turn, ranked.c.priority.desc(), ranked.c.created_at, ranked.c.id)
+        .limit(limit)
+    )
+    return session.execute(statement).all()
+
+
+def _due(now: dt.datetime) -> ColumnElement[bool]:
+    return or_(Job.due_at.is_(None), Job.due_at <= now)
+
+
+def _ask_limiter(ctx: PumpContext, plan: _Plan) -> dict[str, list[str]]:
+    """Step 2: reserve room for each provider's candidates, in claim order."""
+    by_provider: dict[str, list[str]] = defaultdict(list)
+    for candidate in plan.sendable:
+        by_provider[candidate.provider].append(candidate.id)
+    granted: dict[str, list[str]] = {}
+    try:
+        for provider, job_ids in by_provider.items():
+            grant = ctx.limiter.acquire(provider, job_ids, running=plan.running.get(provider, 0))
+            granted[provider] = list(grant.job_ids)
+    except BaseException:
+        for provider, job_ids in granted.items():
+            ctx.limiter.release(provider, job_ids)
+        raise
+    return granted
+
+
+def _lease(
     ctx: PumpContext,
     session: Session,
-    candidates: Sequence[Job],
-    ready: dict[str, SubmitWork],
+    plan: _Plan,
+    granted: Mapping[str, Sequence[str]],
     *,
     now: dt.datetime,
     report: ClaimTally,
-) -> dict[str, SubmitWork]:
-    """Fail the jobs that would cross their key's or batch's budget (`core.budget`)."""
-    jobs = [job for job in candidates if job.id in ready]
-    if not jobs:
-        return ready
-    verdict = check_budgets(session, jobs, catalogue=ctx.client.catalogue, now=now)
-    for job_id, message in verdict.refused.items():
-        _fail(session, job_id, codes.BUDGET_EXCEEDED, message, now=now)
-        report.fail(codes.BUDGET_EXCEEDED)
-    store_estimates(session, verdict)
-    return {job_id: item for job_id, item in ready.items() if job_id not in verdict.refused}
+) -> list[SubmitWork]:
+    """Step 3, in the lock order of `core.budget`: batches and keys, then jobs."""
+    allowed = {job_id for job_ids in granted.values() for job_id in job_ids}
+    to_settle = allowed | set(plan.doomed) | set(plan.unlikely)
+    ledger: BudgetLedger | None = None
+    if to_settle:
+        ledger = open_ledger(
+            session,
+            api_key_ids=(plan.parents[job_id][0] for job_id in to_settle),
+            batch_ids=(plan.parents[job_id][1] for job_id in to_settle),
+            now=now,
+        )
+    locked = _lock_jobs(session, to_settle | set(plan.deferred), now=now)
+    deferred = [job_id for job_id in plan.deferred if job_id in locked]
+    if deferred:
+        wait = dt.timedelta(seconds=ctx.planner.source_wait())
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(deferred))
+            .values(due_at=now + wait)
+            .execution_options(synchronize_session=False)
+        )
+        report.deferred += len(deferred)
+    if ledger is None:
+        return []
+    endings = {job_id: ending for job_id, ending in plan.doomed.items() if job_id in locked}
+    ledger.release(locked[job_id] for job_id in endings)
+    deciding = [locked[c.id] for c in plan.sendable if c.id in allowed and c.id in locked]
+    verdict = ledger.admit(deciding, plan.estimates)
+    # judged again under the locks: refused ones fail; any that fit now wait for a grant
+    second = ledger.admit([locked[i] for i in plan.unlikely if i in locked], plan.estimates)
+    ledger.undo(list(second.holds))
+    for job_id, message in (verdict.refused | second.refused).items():
+        endings[job_id] = _ending(codes.BUDGET_EXCEEDED, message)
+    for ended in end_queued_jobs(
+        session, Job.id.in_(list(endings)), endings, to_status=FAILED, now=now
+    ):
+        report.fail(endings[ended.id].code)
+    admitted = [job.id for job in deciding if job.id in verdict.holds]
+    won = {
+        job.id: job
+        for job in claims.lease_jobs(
+            session,
+            admitted,
+            status=QUEUED,
+            owner=ctx.owner,
+            now=now,
+            until=now + dt.timedelta(seconds=lease_seconds(ctx.settings)),
+        )
+    }
+    ledger.undo([job_id for job_id in admitted if job_id not in won])
+    ledger.flush()
+    return [
+        _work(candidate, won[candidate.id]) for candidate in plan.sendable if candidate.id in won
+    ]
 
 
-def _fail(session: Session, job_id: str, code: str, message: str, *, now: dt.datetime) -> None:
-    transition(
-        session,
-        job_id,
-        from_status=QUEUED,
-        to_status=FAILED,
-        reason=code,
-        values={"error_code": code, "error_message": message},
-        now=now,
+def _lock_jobs(session: Session, job_ids: set[str], *, now: dt.datetime) -> dict[str, Job]:
+    """Lock those of ``job_ids`` still queued, due and unclaimed; skip rows another holds."""
+    if not job_ids:
+        return {}
+    rows = session.scalars(
+        select(Job)
+        .where(
+            Job.id.in_(sorted(job_ids)),
+            Job.status == QUEUED,
+            Job.lease_owner.is_(None),
+            _due(now),
+        )
+        .with_for_update(skip_locked=True, of=Job)
+        .execution_options(populate_existing=True)
     )
+    return {job.id: job for job in rows}
+
+
+def _work(candidate: _Candidate, job: Job) -> SubmitWork:
+    return SubmitWork(
+        job_id=job.id,
+        provider=job.provider,
+        model=job.model,
+        action=job.action,
+        attempts=job.attempts or 0,
+        expected_seconds=candidate.expected_seconds,
+        deadline_seconds=job.deadline_seconds,
+        request=SubmitRequest(
+            model=job.model,
+            action=job.action,
+            prompt=job.prompt,
+            params=job.params or {},
+            images=job.images or [],
+            source_task_id=candidate.source_task_id,
+            source_index=job.source_index,
+        ),
+    )
+
+
+def _ending(code: str, message: str) -> Ending:
+    return Ending(code=code, message=message, reason=code)

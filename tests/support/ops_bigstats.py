@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 
-from core.budget import check_budgets
+from core.budget import estimate_points, open_ledger
 from core.db import Database
 from core.metrics import DatabaseCollector
 from core.migrate import upgrade
 from core.stats import batches_in_progress, collect_stats, recent_failures
-from core.tables import ApiKey, Job
+from core.tables import POINTS_UNSETTLED, ApiKey, Job
 from tests.support import services
 from tests.support.ops_seed import seed_bulk
 
@@ -75,6 +75,17 @@ def _budget_check(db: Database, key_id: str, now: dt.datetime) -> Callable[[], A
             .where(ApiKey.id == key_id)
             .values(max_points_daily=10**9, max_points_total=10**12)
         )
+    # seeded rows bypass the claims: fold their costs into the totals first, as the claims
+    # after an import would (a few thousand per claim)
+    pending = select(func.count()).where(Job.api_key_id == key_id, text(POINTS_UNSETTLED))
+    while True:
+        with db.session() as s:
+            if not s.scalar(pending):
+                break
+            open_ledger(s, api_key_ids=[key_id], now=now).flush()
+    if not db.sqlite:  # as autovacuum would, before the settled rows' index entries are reused
+        with db.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM jobs"))
     with db.read_session() as s:
         jobs = list(
             s.scalars(
@@ -83,8 +94,10 @@ def _budget_check(db: Database, key_id: str, now: dt.datetime) -> Callable[[], A
         )
 
     def run() -> Any:
-        with db.read_session() as s:
-            return check_budgets(s, jobs, now=now)
+        # the claim's budget work: lock the totals, settle what is pending, decide (not written)
+        with db.session() as s:
+            ledger = open_ledger(s, api_key_ids=[key_id], now=now)
+            return ledger.admit(jobs, estimate_points(s, jobs, now=now))
 
     return run
 

@@ -1,5 +1,8 @@
 """What every pump tick needs, gathered in one object so pumps stay plain functions.
 
+Pumps are coroutines on the worker process's loop; every database and Redis call they make
+goes through ``offload`` (`worker.offload`), never straight onto the loop.
+
 The worker process builds one `PumpContext` at start (`worker.process`); tests build their
 own around a database, a Redis and an ``httpx.AsyncClient`` on a ``MockTransport`` or pointed at
 the simulator.
@@ -23,7 +26,7 @@ from core.settings import Settings
 from core.submission import get_catalogue
 from core.tables import utcnow
 from metachat.client import MetaChatClient
-from worker.sending import SubmitTrail
+from worker.offload import Offload
 
 # On top of twice the call budget: time to write the outcome after the call returns.
 WRITE_MARGIN_SECONDS = 5.0
@@ -60,8 +63,8 @@ class PumpContext:
     planner: PollPlanner
     owner: str = field(default_factory=default_owner)
     clock: Callable[[], dt.datetime] = utcnow
-    # how far each submit got, for maintenance after a crash (set by the worker process)
-    trail: SubmitTrail | None = None
+    # the database and Redis threads every blocking call of a pump runs on
+    offload: Offload = field(default_factory=Offload)
 
 
 def build_pump_context(

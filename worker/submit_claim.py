@@ -90,8 +90,6 @@ def claim_submits(ctx: PumpContext, *, now: dt.datetime, report: ClaimTally) -> 
     won_ids = {job.id for job in won}
     for provider, job_ids in reserved.items():
         ctx.limiter.release(provider, [job_id for job_id in job_ids if job_id not in won_ids])
-    if ctx.trail is not None:
-        ctx.trail.mark_unsent(won_ids)
     return [ready[job.id] for job in won]
 
 

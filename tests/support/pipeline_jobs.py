@@ -192,17 +192,19 @@ async def pump_context(
     """A `PumpContext` whose MetaChat calls go through ``transport``."""
     client = redis.Redis.from_url(settings.redis_url)
     async with make_http_client(transport=transport, trust_env=False) as http:
+        ctx = build_pump_context(
+            settings,
+            http=http,
+            db=db,
+            redis_client=client,
+            owner=owner,
+            clock=clock,
+            planner=planner,
+        )
         try:
-            yield build_pump_context(
-                settings,
-                http=http,
-                db=db,
-                redis_client=client,
-                owner=owner,
-                clock=clock,
-                planner=planner,
-            )
+            yield ctx
         finally:
+            ctx.offload.close()
             client.close()
 
 

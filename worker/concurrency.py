@@ -28,7 +28,7 @@ async def settle_as_completed(
     calls: Iterable[Awaitable[T]],
     write: Callable[[list[T]], Awaitable[None]],
     *,
-    coalesce_seconds: float = COALESCE_SECONDS,
+    coalesce_seconds: float | None = None,
 ) -> int:
     """Await ``calls`` concurrently; after each wake-up hand every finished result to ``write``.
 
@@ -36,7 +36,10 @@ async def settle_as_completed(
     ``write`` fails, the calls still running are on the wire already: they are awaited
     (shielded from a cancellation of this coroutine) and their answers handed to ``write``
     once more before the error propagates. Returns how many results were written.
+    ``coalesce_seconds`` defaults to `COALESCE_SECONDS` as it is when called.
     """
+    if coalesce_seconds is None:
+        coalesce_seconds = COALESCE_SECONDS
     pending: set[asyncio.Future[T]] = {asyncio.ensure_future(call) for call in calls}
     written = 0
     try:

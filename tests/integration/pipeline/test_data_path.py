@@ -216,8 +216,8 @@ def test_a_database_stall_longer_than_the_call_budget_turns_no_answer_into_a_tim
     async def reply(request: httpx.Request) -> httpx.Response:
         if not holder.is_alive() and not locked.is_set():
             holder.start()
-        while not locked.is_set():
-            await asyncio.sleep(0.01)
+        # answer only once the table is locked: the write of this answer stalls
+        await asyncio.to_thread(locked.wait, 10)
         return httpx.Response(200, json=up.envelope({"id": f"t-{next(answers)}"}))
 
     try:

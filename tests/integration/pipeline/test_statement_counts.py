@@ -82,6 +82,7 @@ def test_a_submit_round_costs_the_same_statements_for_200_jobs_as_for_20(
 ) -> None:
     small = _count_submit_round(db, settings, SMALL)
     large = _count_submit_round(db, settings, LARGE)
+    print(f"\nsubmit round: {len(small)} statements for 20 jobs, {len(large)} for 200")
     assert status_counts(db) == {RUNNING: SMALL + LARGE}
     assert len(large) <= len(small), f"20 jobs:\n{small}\n200 jobs:\n{large}"
 
@@ -153,6 +154,7 @@ def test_a_poll_round_costs_the_same_statements_for_200_jobs_as_for_20(
 ) -> None:
     small = _count_poll_round(db, settings, SMALL, kind, past=SMALL // 4)
     large = _count_poll_round(db, settings, LARGE, kind, past=LARGE // 4)
+    print(f"\npoll round: {len(small)} statements for 20 jobs, {len(large)} for 200")
     assert len(large) <= len(small), f"20 jobs:\n{small}\n200 jobs:\n{large}"
     counts = status_counts(db)
     assert sum(counts.values()) == SMALL + LARGE

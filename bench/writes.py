@@ -119,8 +119,8 @@ def _write_sync(connection_factory: Callable[[], Any], batch: list[str]) -> None
     with connection_factory() as connection:
         assert isinstance(connection, Connection)
         for statement, params in _statements(batch):
-            result = connection.execute(statement, params) if params else connection.execute(
-                statement
+            result = (
+                connection.execute(statement, params) if params else connection.execute(statement)
             )
             if statement.is_dml and getattr(statement, "_returning", None):
                 result.all()
@@ -137,9 +137,9 @@ async def _write_async(engine: Any, batch: list[str]) -> None:
                 result.all()
 
 
-async def _timed(rounds: list[list[str]], write: Callable[[list[str]], Awaitable[None]]) -> tuple[
-    float, float
-]:
+async def _timed(
+    rounds: list[list[str]], write: Callable[[list[str]], Awaitable[None]]
+) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     for batch in rounds:
         await write(batch)
@@ -150,7 +150,9 @@ async def _timed(rounds: list[list[str]], write: Callable[[list[str]], Awaitable
     )
 
 
-def measure(url: str, async_url: str | None, rows: int, rounds: int) -> dict[str, tuple[float, ...]]:
+def measure(
+    url: str, async_url: str | None, rows: int, rounds: int
+) -> dict[str, tuple[float, ...]]:
     """Milliseconds (wall, CPU) per round for each way that can run on ``url``."""
     upgrade(url)
     results: dict[str, list[tuple[float, float]]] = {}
@@ -165,9 +167,7 @@ def measure(url: str, async_url: str | None, rows: int, rounds: int) -> dict[str
         executor = ThreadPoolExecutor(max_workers=1)
 
         async def threaded(batch: list[str], engine: Any = engine, pool: Any = executor) -> None:
-            await asyncio.get_running_loop().run_in_executor(
-                pool, _write_sync, engine.begin, batch
-            )
+            await asyncio.get_running_loop().run_in_executor(pool, _write_sync, engine.begin, batch)
 
         async def blocking(batch: list[str], engine: Any = engine) -> None:
             _write_sync(engine.begin, batch)

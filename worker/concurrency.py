@@ -29,6 +29,7 @@ async def settle_as_completed(
     write: Callable[[list[T]], Awaitable[None]],
     *,
     coalesce_seconds: float | None = None,
+    on_write_failure: Callable[[], None] | None = None,
 ) -> int:
     """Await ``calls`` concurrently; after each wake-up hand every finished result to ``write``.
 
@@ -36,7 +37,8 @@ async def settle_as_completed(
     ``write`` fails, the calls still running are on the wire already: they are awaited
     (shielded from a cancellation of this coroutine) and their answers handed to ``write``
     once more before the error propagates. Returns how many results were written.
-    ``coalesce_seconds`` defaults to `COALESCE_SECONDS` as it is when called.
+    ``coalesce_seconds`` defaults to `COALESCE_SECONDS` as it is when called;
+    ``on_write_failure`` runs first when a write fails (to stop calls not yet started).
     """
     if coalesce_seconds is None:
         coalesce_seconds = COALESCE_SECONDS
@@ -52,6 +54,8 @@ async def settle_as_completed(
             await write(results)
             written += len(results)
     except BaseException:
+        if on_write_failure is not None:
+            on_write_failure()
         if pending:
             await _record_the_rest(pending, write)
         raise

@@ -27,6 +27,7 @@ from core.submission import get_catalogue
 from core.tables import utcnow
 from metachat.client import MetaChatClient
 from worker.offload import Offload
+from worker.sending import install_send_tracer
 
 # On top of twice the call budget: time to write the outcome after the call returns.
 WRITE_MARGIN_SECONDS = 5.0
@@ -78,6 +79,8 @@ def build_pump_context(
     planner: PollPlanner | None = None,
 ) -> PumpContext:
     """A context from settings: the catalogue with its overrides, the limiter, the schedules."""
+    # submit rounds go out in parts, each marked sent just before it leaves (worker.sending)
+    install_send_tracer(http)
     api_key = settings.metachat_api_key
     app_id = settings.metachat_app_id
     client = MetaChatClient(

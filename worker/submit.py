@@ -49,6 +49,7 @@ from core.transitions import record_events, transition_held
 from worker import observe
 from worker.concurrency import settle_as_completed
 from worker.context import PumpContext, call_budget_seconds
+from worker.sending import NotSent, RoundSender
 from worker.submit_claim import ClaimTally, SubmitWork, claim_limit, claim_submits
 from worker.verdicts import Action, Verdict, judge_submit_error
 
@@ -121,14 +122,21 @@ async def submit_round(ctx: PumpContext) -> SubmitReport:
         return report
     report.claimed = len(work)
     state = _RoundState()
+    sender = RoundSender([item.job_id for item in work])
+    marking = asyncio.ensure_future(
+        sender.run(lambda job_ids: ctx.offload.database(_mark_sent, ctx, job_ids))
+    )
     try:
-        marked = await ctx.offload.database(_mark_sent, ctx, [item.job_id for item in work])
-        sending = [item for item in work if item.job_id in marked]
         await settle_as_completed(
-            [_submit_call(ctx, item) for item in sending],
+            [_submit_call(ctx, item, sender) for item in work],
             lambda results: _record(ctx, results, report=report, state=state),
+            on_write_failure=sender.stop,
         )
+        await marking  # a mark that failed fails the round, once the rest is recorded
     finally:
+        sender.stop()
+        if not marking.done():
+            marking.cancel()
         await ctx.offload.best_effort(
             "releasing in-flight reservations",
             lambda: _release(ctx.limiter, work),
@@ -150,17 +158,24 @@ def _mark_sent(ctx: PumpContext, job_ids: list[str]) -> set[str]:
 
 
 async def _submit_call(
-    ctx: PumpContext, item: SubmitWork
+    ctx: PumpContext, item: SubmitWork, sender: RoundSender
 ) -> tuple[SubmitWork, str | BaseException]:
-    """One submit; its time budget covers the upstream call alone, and nothing else (no
-    database, no Redis) happens between the answer and its return."""
+    """One submit, once its part of the round is marked sent. Its time budget covers the
+    upstream call alone, and nothing else (no database, no Redis) happens between the answer
+    and its return."""
+    if not await sender.my_turn(item.job_id):
+        return item, NotSent(item.job_id)
     started = time.monotonic()
     outcome: str | BaseException
+    leaving = sender.leaving(item.job_id)
     try:
         async with asyncio.timeout(call_budget_seconds(ctx.settings)):
             outcome = await ctx.client.submit(item.request)
     except Exception as exc:  # every failure becomes a verdict, never a crashed pump
         outcome = exc
+    finally:
+        sender.done_leaving(leaving)
+        sender.left(item.job_id)
     observe.upstream_call("submit", item.provider, outcome, time.monotonic() - started)
     return item, outcome
 
@@ -213,7 +228,7 @@ async def _record(
 
 
 def _plan(ctx: PumpContext, item: SubmitWork, outcome: str | BaseException) -> _Plan:
-    if isinstance(outcome, str):
+    if isinstance(outcome, str | NotSent):
         return _Plan(item, outcome, None)
     verdict = judge_submit_error(
         outcome,
@@ -265,6 +280,17 @@ def record_submits(
             now=now,
             state=state,
             counts=counts,
+        )
+        # claimed but never marked sent (a mark failed): due again at once, nothing spent
+        claims.release_each(
+            session,
+            [
+                {"id": p.item.job_id, "due_at": now, "updated_at": now, "submit_sent_at": None}
+                for p in mine
+                if isinstance(p.outcome, NotSent)
+            ],
+            status=QUEUED,
+            owner=ctx.owner,
         )
     # only once the transaction committed: a retried write must not count twice
     report.merge(counts)

@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from core.db import Database
 from core.maintenance import run_maintenance
 from core.settings import Settings
-from core.tables import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT
+from core.tables import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Job
 from tests.support import pipeline_upstream as up
 from tests.support.pipeline_jobs import (
     TestClock,
@@ -160,10 +160,6 @@ def test_a_failed_write_records_the_answers_still_on_the_wire_before_failing(
         _run_submit(db, settings, _numbered_submits({2: 0.3, 3: 0.3}))
     assert calls == [1, 2]
     with db.read_session() as session:
-        from sqlalchemy import select
-
-        from core.tables import Job
-
         rows = session.execute(select(Job.status, Job.upstream_task_id)).all()
     running = sorted(task for status, task in rows if status == RUNNING)
     assert running == ["t-2", "t-3"]
@@ -296,3 +292,33 @@ def test_a_failed_last_poll_is_tried_again_until_the_grace_runs_out(
     clock.now = grace_end
     _poll(db, settings, up.http_error(502), clock)
     assert job(db, job_id).status == TIMED_OUT
+
+
+def test_a_round_is_marked_sent_part_by_part_as_it_leaves(db: Database, settings: Settings) -> None:
+    """When a request of the round leaves, only its own part (and earlier ones) is marked
+    sent: a crash at that moment finds at most a part's worth marked but not yet sent."""
+    key = new_api_key(db)
+    insert_jobs(db, [job_row(key) for _ in range(20)])
+    marked_when_leaving: list[int] = []
+
+    def marked() -> int:
+        with db.read_session() as session:
+            return int(
+                session.scalar(select(func.count()).where(Job.submit_sent_at.is_not(None))) or 0
+            )
+
+    answers = iter(range(1, 1000))
+
+    async def reply(request: httpx.Request) -> httpx.Response:
+        # read on the loop on purpose: the count as the request leaves, nothing later
+        marked_when_leaving.append(marked())
+        return httpx.Response(200, json=up.envelope({"id": f"t-{next(answers)}"}))
+
+    report = _run_submit(db, settings, reply)
+    assert report.submitted == 20
+    # four parts of five: each request left while at most its own part and those before it
+    # were marked
+    assert marked_when_leaving[0] == 5
+    assert max(marked_when_leaving) == 20
+    for n, count in enumerate(marked_when_leaving):
+        assert count <= 5 * (n // 5 + 1), marked_when_leaving

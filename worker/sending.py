@@ -24,9 +24,8 @@ from typing import Any
 
 import httpx
 
-# At most this many marks per round; a part is never smaller than MIN_PART jobs.
-SEND_PARTS = 4
-MIN_PART = 4
+# A round of n jobs goes out in min(n, SEND_PARTS) parts of (nearly) equal size.
+SEND_PARTS = 8
 
 _SEND_STARTED = ("http11.send_request_headers.started", "http2.send_request_headers.started")
 
@@ -67,8 +66,9 @@ class RoundSender:
     """The parts of one round and how far their requests got (see the module docstring)."""
 
     def __init__(self, job_ids: Sequence[str]) -> None:
-        size = max(MIN_PART, -(-len(job_ids) // SEND_PARTS))
-        self.parts = [list(job_ids[n : n + size]) for n in range(0, len(job_ids), size)]
+        count = min(len(job_ids), SEND_PARTS)
+        bounds = [len(job_ids) * k // count for k in range(count + 1)]
+        self.parts = [list(job_ids[bounds[k] : bounds[k + 1]]) for k in range(count)]
         loop = asyncio.get_running_loop()
         self._turns: dict[str, asyncio.Future[bool]] = {}
         self._left: dict[str, asyncio.Event] = {}

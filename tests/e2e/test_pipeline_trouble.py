@@ -28,13 +28,22 @@ from core.tables import FAILED, QUEUED, SUCCEEDED, TERMINAL_STATUSES, TIMED_OUT,
 from sim import SimConfig
 from sim.app import ADMIN_PREFIX
 from tests.support.pipeline_jobs import insert_batch, job_row, new_api_key, status_counts
-from tests.support.pipeline_processes import RunningPipeline, running_pipeline
+from tests.support.pipeline_processes import (
+    RunningPipeline,
+    counting_cut_submits,
+    running_pipeline,
+)
 from tests.support.services import RedisServer, start_embedded_redis
 from tests.support.waiting import wait_until
+from worker.sending import SEND_PARTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 JOBS = 300
+# the worker's pool processes, and the largest part of a round a crash can catch marked sent
+# before its requests left: a round is at most METACHAT_MAX_CONNECTIONS (50) jobs
+POOL = 2
+PART = -(-50 // SEND_PARTS)
 MODELS = ["flux-2-pro", "z-image-turbo", "mj-v7", "doubao-seedream-4-5-251128"]
 
 
@@ -48,14 +57,15 @@ def own_redis() -> Iterator[RedisServer]:
         server.stop()
 
 
-def _pipeline(pg_url: str, redis_url: str, logs: Path) -> Any:
+def _pipeline(pg_url: str, redis_url: str, logs: Path, *, slow_seconds: float = 0.3) -> Any:
     return running_pipeline(
         database_url=pg_url,
         redis_url=redis_url,
         logs=logs,
-        # every submit answer takes 0.3 s, so a kill lands while requests are on the wire
+        # MetaChat makes the task at once and answers after slow_seconds, so a kill lands
+        # while requests are on the wire
         sim_config=SimConfig.for_profile(
-            "fast", seed=7, slow_rate=1.0, slow_seconds=0.3, fault_on_poll=False
+            "fast", seed=7, slow_rate=1.0, slow_seconds=slow_seconds, fault_on_poll=False
         ),
         env={"PROVIDER_RATE_PER_SECOND": '{"default": 60}', "BEAT_INTERVAL_SECONDS": "0.5"},
     )
@@ -89,7 +99,10 @@ def _rows(pipeline: RunningPipeline) -> list[Any]:
 def test_a_killed_worker_and_a_flushed_redis_leave_only_sent_jobs_uncertain(
     pg_url: str, own_redis: RedisServer, tmp_path: Path
 ) -> None:
-    with _pipeline(pg_url, own_redis.url, tmp_path) as pipeline:
+    with (
+        counting_cut_submits() as cut,
+        _pipeline(pg_url, own_redis.url, tmp_path, slow_seconds=1.0) as pipeline,
+    ):
         db, processes = pipeline.db, pipeline.processes
         key = new_api_key(db)
         insert_batch(db, key, [job_row(key, model=MODELS[n % len(MODELS)]) for n in range(JOBS)])
@@ -126,12 +139,17 @@ def test_a_killed_worker_and_a_flushed_redis_leave_only_sent_jobs_uncertain(
     print(
         f"\ncrash: {counts}; abandoned by the kill: {len(never_sent)} never sent (queued again), "
         f"{len(recovered)} answered and recovered, {len(uncertain)} submit_uncertain of which "
-        f"{len(uncertain_reached)} reached MetaChat and {len(uncertain_not_reached)} did not"
+        f"{len(uncertain_reached)} reached MetaChat and {len(uncertain_not_reached)} did not "
+        f"({cut.count} requests reached the simulator but were cut before it read them)"
     )
     assert sum(counts.values()) == JOBS
     # the only failures are submits a kill caught on the wire
     assert {row.error_code for row in rows if row.status == FAILED} <= {"submit_uncertain"}
-    assert uncertain_not_reached == [], [row.id for row in uncertain_not_reached]
+    # an uncertain job whose task the simulator did not make is a request it received and
+    # could not read because the kill cut the connection (it was on the wire), or one of the
+    # part of a round whose sent mark had committed while its requests had not all left yet
+    # (worker.sending): at most one part per pool process
+    assert len(uncertain_not_reached) <= cut.count + POOL * PART, uncertain_not_reached
     # jobs whose request never left (claimed, not yet marked sent: a window of a few
     # milliseconds, so often none) were queued again and went through
     assert {status_of[job_id] for job_id in never_sent} <= {SUCCEEDED}

@@ -189,7 +189,7 @@ def release_jobs(
 def mark_submits_sent(
     session: Session, job_ids: Collection[str], *, owner: str, now: dt.datetime
 ) -> set[str]:
-    """The submit trail: mark a round's leased jobs as sent, in one statement.
+    """The submit trail: mark leased jobs (a part of a round) as sent, in one statement.
 
     Committed immediately before the round's requests go on the wire. A job abandoned with
     the mark may have reached MetaChat; one abandoned without it never left

@@ -6,8 +6,9 @@ One round:
    order, settle follow-ups whose source is not ready and jobs over budget, ask the shared
    limiter how many of each provider may go now, and lease exactly those (``lease_owner`` = this
    process, ``lease_until`` well beyond the longest call).
-2. **Mark sent** (`claims.mark_submits_sent`): one UPDATE stamps ``submit_sent_at`` on the whole
-   round and commits; the requests start the moment it returns.
+2. **Mark sent** (`claims.mark_submits_sent`), part by part (`worker.sending`): one UPDATE
+   stamps ``submit_sent_at`` on a part of the round and commits; its requests start the moment
+   it returns, and the next part is marked once they have all started to leave.
 3. **Call** MetaChat for all of them concurrently on the process's event loop (the claim never
    takes more jobs than the HTTP pool has connections, so none waits in the pool).
 4. **Record** the answers as they land: the task ids first, in a statement of their own

@@ -24,7 +24,19 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.settings import Settings
 from core.tables import QUEUED, RUNNING, TIMED_OUT, Job
+
+
+def call_budget_seconds(settings: Settings) -> float:
+    """The longest one MetaChat call may take before we stop waiting for it."""
+    return settings.metachat_connect_timeout + settings.metachat_read_timeout + 2.0
+
+
+def last_poll_grace(settings: Settings) -> float:
+    """How long after its deadline a job whose polls fail is still polled before it times out
+    without a last answer (the poll pump; maintenance leaves such rows alone meanwhile)."""
+    return 2 * call_budget_seconds(settings)
 
 
 def _is_due(now: dt.datetime) -> ColumnElement[bool]:

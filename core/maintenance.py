@@ -272,18 +272,22 @@ def _recover_submitted(
 
 
 def ask_last_polls(
-    session: Session, *, now: dt.datetime, planner: PollPlanner, limit: int = SWEEP_LIMIT
+    session: Session,
+    *,
+    now: dt.datetime,
+    planner: PollPlanner,
+    grace: float,
+    limit: int = SWEEP_LIMIT,
 ) -> tuple[int, int]:
     """Running jobs past their deadline: make those with a task due for a last poll now (the
     poll pump times them out if the answer says they are still going), and time out those
-    without a task id, which have nothing to poll. Returns (asked, timed out)."""
+    without a task id, which have nothing to poll. Returns (asked, timed out).
+
+    A poll that failed after the deadline is tried again within ``grace``
+    (`claims.last_poll_grace`); such rows are left to the poll pump's own back-off."""
     asked = session.execute(
         update(Job)
-        .where(
-            _overdue(now),
-            Job.upstream_task_id.is_not(None),
-            or_(Job.due_at.is_(None), Job.due_at > now),
-        )
+        .where(_unpolled_overdue(now, grace))
         .values(due_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -309,6 +313,15 @@ def ask_last_polls(
         )
         count += moved is not None
     return _rowcount(asked), count
+
+
+def _unpolled_overdue(now: dt.datetime, grace: float) -> ColumnElement[bool]:
+    """Overdue rows with a task whose next poll is not coming (none, or beyond the grace)."""
+    return and_(
+        _overdue(now),
+        Job.upstream_task_id.is_not(None),
+        or_(Job.due_at.is_(None), Job.due_at > now + dt.timedelta(seconds=grace)),
+    )
 
 
 def _overdue(now: dt.datetime) -> ColumnElement[bool]:
@@ -444,15 +457,14 @@ def _rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def pending_work(session: Session, *, now: dt.datetime) -> set[str]:
+def pending_work(session: Session, *, now: dt.datetime, grace: float) -> set[str]:
     """Which steps have anything to do, read cheaply so an idle pass takes no write lock."""
     lease_expired = and_(Job.lease_until.is_not(None), Job.lease_until < now)
     checks = {
         "abandoned": and_(Job.status == QUEUED, Job.lease_owner.is_not(None), lease_expired),
         "leases": and_(Job.status.in_((RUNNING, TIMED_OUT)), lease_expired),
-        "deadlines": and_(
-            _overdue(now),
-            or_(Job.upstream_task_id.is_(None), Job.due_at.is_(None), Job.due_at > now),
+        "deadlines": or_(
+            and_(_overdue(now), Job.upstream_task_id.is_(None)), _unpolled_overdue(now, grace)
         ),
     }
     due = {
@@ -479,7 +491,7 @@ def run_maintenance(
     planner = planner or PollPlanner(settings.poll_schedules, time_scale=settings.poll_time_scale)
     report = MaintenanceReport()
     with db.read_session() as session:
-        due = pending_work(session, now=now)
+        due = pending_work(session, now=now, grace=claims.last_poll_grace(settings))
     if "abandoned" in due:
         with db.session() as session:
             abandoned = settle_abandoned_submits(
@@ -498,7 +510,9 @@ def run_maintenance(
             )
     if "deadlines" in due:
         with db.session() as session:
-            report.last_polls, report.timed_out = ask_last_polls(session, now=now, planner=planner)
+            report.last_polls, report.timed_out = ask_last_polls(
+                session, now=now, planner=planner, grace=claims.last_poll_grace(settings)
+            )
     if "batches" in due:
         with db.session() as session:
             report.batches_completed = complete_batches(session, now=now)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import httpx
 import redis
 
+from core.claims import call_budget_seconds
 from core.db import Database
 from core.limiter import ProviderLimiter, limiter_from_settings
 from core.schedule import PollPlanner
@@ -36,11 +37,6 @@ WRITE_MARGIN_SECONDS = 5.0
 def default_owner() -> str:
     """``host:pid``: who holds a lease, readable in the jobs table."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def call_budget_seconds(settings: Settings) -> float:
-    """The longest one MetaChat call may take before we stop waiting for it."""
-    return settings.metachat_connect_timeout + settings.metachat_read_timeout + 2.0
 
 
 def lease_seconds(settings: Settings) -> float:

@@ -11,7 +11,7 @@ meanwhile is not held by the record's transaction, so nothing is written for it.
 
 **Deadlines get a last poll.** A job times out only on an answer read at or after its
 deadline that says the task is still going; a poll that fails after the deadline is tried again
-until `final_poll_grace` has passed, and only then does the job time out unseen.
+until `claims.last_poll_grace` has passed, and only then does the job time out unseen.
 
 Within a tick the pump keeps watching for rows falling due until the next tick
 (``window_seconds``), so a poll lands when it is due rather than up to a beat interval later;
@@ -32,11 +32,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core import claims, metrics
+from core.claims import call_budget_seconds
 from core.db import Database
 from core.limiter import ALL
 from core.maintenance import DEADLINE_EXCEEDED, deadline_message
 from core.schedule import DEFAULT_RATE_LIMIT_PAUSE
-from core.settings import Settings
 from core.tables import FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Job
 from core.transitions import record_events, transition_held
 from metachat.errors import (
@@ -48,7 +48,7 @@ from metachat.errors import (
 from metachat.tasks import UpstreamTask
 from worker import codes, observe
 from worker.concurrency import bounded, settle_as_completed
-from worker.context import PumpContext, call_budget_seconds, lease_seconds
+from worker.context import PumpContext, lease_seconds
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +122,6 @@ async def run_poll_pump(ctx: PumpContext, *, window_seconds: float = 0.0) -> Pol
                 report.late_successes,
             )
     return report
-
-
-def final_poll_grace(settings: Settings) -> float:
-    """How long after its deadline a job whose polls fail is still polled before it times out
-    without a last answer."""
-    return 2 * call_budget_seconds(settings)
 
 
 async def _poll_until(
@@ -329,7 +323,7 @@ def _record_running(
     failed: list[dict[str, Any]] = []
     timed_out: list[dict[str, Any]] = []
     later: list[dict[str, Any]] = []
-    grace = dt.timedelta(seconds=final_poll_grace(ctx.settings))
+    grace = dt.timedelta(seconds=claims.last_poll_grace(ctx.settings))
     for answer in answers:
         item, outcome = answer.item, answer.outcome
         if isinstance(outcome, UpstreamTask) and outcome.status == "succeeded":

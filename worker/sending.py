@@ -87,6 +87,8 @@ class RoundSender:
                 if turn.done():  # stopped
                     return
                 self._marked |= await mark(part)
+                if turn.done():  # stopped while the mark was written: this part stays home
+                    return
                 turn.set_result(True)
                 await asyncio.gather(*(self._left[job_id].wait() for job_id in part))
         finally:

@@ -42,6 +42,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from core import claims, metrics
+from core.claims import call_budget_seconds
 from core.db import Database
 from core.limiter import ALL, ProviderLimiter
 from core.schedule import DEFAULT_RATE_LIMIT_PAUSE
@@ -49,7 +50,7 @@ from core.tables import FAILED, QUEUED, RUNNING, Job
 from core.transitions import record_events, transition_held
 from worker import observe
 from worker.concurrency import settle_as_completed
-from worker.context import PumpContext, call_budget_seconds
+from worker.context import PumpContext
 from worker.sending import NotSent, RoundSender
 from worker.submit_claim import ClaimTally, SubmitWork, claim_limit, claim_submits
 from worker.verdicts import Action, Verdict, judge_submit_error
@@ -137,7 +138,8 @@ async def submit_round(ctx: PumpContext) -> SubmitReport:
     finally:
         sender.stop()
         if not marking.done():
-            marking.cancel()
+            # a mark being written finishes (its part then stays home); no later part starts
+            await asyncio.wait([marking])
         await ctx.offload.best_effort(
             "releasing in-flight reservations",
             lambda: _release(ctx.limiter, work),

@@ -19,6 +19,7 @@ import redis
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
+from core.claims import call_budget_seconds, last_poll_grace
 from core.db import Database
 from core.maintenance import run_maintenance
 from core.settings import Settings
@@ -35,8 +36,8 @@ from tests.support.pipeline_jobs import (
     pump_context,
 )
 from worker import submit as submit_module
-from worker.context import PumpContext, call_budget_seconds
-from worker.poll import final_poll_grace, run_poll_pump
+from worker.context import PumpContext
+from worker.poll import run_poll_pump
 from worker.sending import SEND_PARTS
 from worker.submit import SubmitReport, run_submit_pump
 
@@ -288,7 +289,7 @@ def test_a_failed_last_poll_is_tried_again_until_the_grace_runs_out(
     row = job(db, job_id)
     assert row.status == RUNNING
     assert row.deadline_at is not None and row.due_at is not None
-    grace_end = row.deadline_at + dt.timedelta(seconds=final_poll_grace(settings))
+    grace_end = row.deadline_at + dt.timedelta(seconds=last_poll_grace(settings))
     assert clock() < row.due_at <= grace_end
     clock.now = grace_end
     _poll(db, settings, up.http_error(502), clock)

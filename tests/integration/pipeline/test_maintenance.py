@@ -123,13 +123,11 @@ def test_a_running_job_past_its_deadline_gets_a_last_poll_instead_of_timing_out(
     db: Database, settings: Settings
 ) -> None:
     key = new_api_key(db)
+    unpolled = running(key, deadline_in=-1)
+    unpolled["due_at"] = None  # no poll is coming for it
     [late, fine, busy] = insert_jobs(
         db,
-        [
-            running(key, deadline_in=-1),
-            running(key, deadline_in=600),
-            running(key, deadline_in=-1, lease=30),
-        ],
+        [unpolled, running(key, deadline_in=600), running(key, deadline_in=-1, lease=30)],
     )
     before = utcnow()
     report = run_maintenance(db, settings)
@@ -142,6 +140,21 @@ def test_a_running_job_past_its_deadline_gets_a_last_poll_instead_of_timing_out(
     assert job(db, fine).status == job(db, busy).status == RUNNING
     # asked once: the next pass has nothing to do
     assert run_maintenance(db, settings).last_polls == 0
+
+
+def test_a_failed_last_poll_keeps_its_own_retry_within_the_grace(
+    db: Database, settings: Settings
+) -> None:
+    key = new_api_key(db)
+    retrying = running(key, deadline_in=-1)
+    retrying["due_at"] = utcnow() + dt.timedelta(seconds=3)  # the poll pump's back-off
+    stuck = running(key, deadline_in=-1)
+    stuck["due_at"] = utcnow() + dt.timedelta(hours=1)  # no poll would come in time
+    [kept, asked] = insert_jobs(db, [retrying, stuck])
+    assert run_maintenance(db, settings).last_polls == 1
+    assert job(db, kept).due_at == retrying["due_at"]
+    due = job(db, asked).due_at
+    assert due is not None and due <= utcnow()
 
 
 def test_a_running_job_with_no_task_id_times_out_at_its_deadline(

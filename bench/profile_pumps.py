@@ -48,7 +48,7 @@ def layer_of(module_path: str) -> str:
     for name, packages in LAYERS:
         if any(package in parts for package in packages):
             return name
-    return "other (Python runtime, logging, pydantic, …)"
+    return "everything else (the Python runtime, other libraries)"
 
 
 def _active(db: Database) -> int:

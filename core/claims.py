@@ -19,12 +19,24 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.tables import QUEUED, RUNNING, Job
+from core.settings import Settings
+from core.tables import QUEUED, RUNNING, TIMED_OUT, Job
+
+
+def call_budget_seconds(settings: Settings) -> float:
+    """The longest one MetaChat call may take before we stop waiting for it."""
+    return settings.metachat_connect_timeout + settings.metachat_read_timeout + 2.0
+
+
+def last_poll_grace(settings: Settings) -> float:
+    """How long after its deadline a job whose polls fail is still polled before it times out
+    without a last answer (the poll pump; maintenance leaves such rows alone meanwhile)."""
+    return 2 * call_budget_seconds(settings)
 
 
 def _is_due(now: dt.datetime) -> ColumnElement[bool]:
@@ -101,14 +113,17 @@ def lease_jobs(
     if not job_ids:
         return []
     conditions = [Job.id.in_(list(job_ids)), Job.status == status, _lease_free(now)]
+    values: dict[str, Any] = {"lease_owner": owner, "lease_until": until}
     if status == QUEUED:
         conditions.append(Job.lease_owner.is_(None))
+        # a new submit lease starts with no trail: nothing of it has been sent yet
+        values["submit_sent_at"] = None
     if extra is not None:
         conditions.append(extra)
     statement = (
         update(Job)
         .where(*conditions)
-        .values(lease_owner=owner, lease_until=until)
+        .values(**values)
         .returning(Job)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
@@ -181,6 +196,94 @@ def release_jobs(
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_submits_sent(
+    session: Session, job_ids: Collection[str], *, owner: str, now: dt.datetime
+) -> set[str]:
+    """The submit trail: mark leased jobs (a part of a round) as sent, in one statement.
+
+    Committed immediately before the round's requests go on the wire. A job abandoned with
+    the mark may have reached MetaChat; one abandoned without it never left
+    (`core.maintenance`). Returns the ids still leased by ``owner``: only those may be sent.
+    """
+    if not job_ids:
+        return set()
+    rows = session.execute(
+        update(Job)
+        .where(Job.id.in_(list(job_ids)), Job.status == QUEUED, Job.lease_owner == owner)
+        .values(submit_sent_at=now)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).scalars()
+    return set(rows)
+
+
+def release_each(
+    session: Session,
+    rows: Sequence[dict[str, Any]],
+    *,
+    status: str,
+    owner: str,
+    shared: dict[str, Any] | None = None,
+) -> int:
+    """`release_jobs` with values of its own for every row, in one executemany statement.
+
+    Every mapping has the row's ``id`` and the same set of column names; ``shared`` holds
+    values (or SQL expressions such as ``Job.polls + 1``) common to all rows.
+    """
+    if not rows:
+        return 0
+    table = cast(Table, Job.__table__)
+    columns = sorted(name for name in rows[0] if name != "id")
+    statement = (
+        update(table)
+        .where(
+            table.c.id == bindparam("r_id"),
+            table.c.status == status,
+            table.c.lease_owner == owner,
+        )
+        .values(
+            lease_owner=None,
+            lease_until=None,
+            **(shared or {}),
+            **{name: bindparam(f"r_{name}", type_=table.c[name].type) for name in columns},
+        )
+    )
+    params = [{"r_id": row["id"], **{f"r_{name}": row[name] for name in columns}} for row in rows]
+    result = session.execute(statement, params)
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def next_poll_due(session: Session, *, now: dt.datetime) -> dict[str, dt.datetime]:
+    """The earliest due time of unleased running and timed-out rows, in one indexed read.
+
+    Each status is its own ``ORDER BY due_at LIMIT 1`` on the ``(status, due_at)`` index, so
+    the read stops at the first unleased row instead of scanning every running job.
+    """
+
+    def earliest(status: str) -> Any:
+        return (
+            select(Job.due_at)
+            .where(Job.status == status, Job.due_at.is_not(None), _lease_free(now))
+            .order_by(Job.due_at)
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    running, timed_out = session.execute(
+        select(earliest(RUNNING).label("running"), earliest(TIMED_OUT).label("timed_out"))
+    ).one()
+    found = {RUNNING: running, TIMED_OUT: timed_out}
+    return {status: _aware(value) for status, value in found.items() if value is not None}
+
+
+def _aware(value: Any) -> dt.datetime:
+    # a scalar subquery loses the column's type on some backends: SQLite gives naive UTC text
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def note_upstream_ids(session: Session, accepted: Sequence[tuple[str, str]], *, owner: str) -> None:

@@ -2,15 +2,18 @@
 
 - **Abandoned submits.** A queued job whose lease ran out while ``lease_owner`` is still set was
   being submitted by a worker that died (or lost its database) before recording MetaChat's
-  answer. MetaChat may have created, and will charge, that task: we cannot know, and it offers no
-  way to look a task up by anything but its id. So the job fails with ``submit_uncertain``
-  (an operator may retry it knowingly), unless ``RESUBMIT_ON_UNCERTAIN`` is on, in which case it
-  is queued again and may be paid for twice. A job the worker can prove never started sending
-  (see `worker.sending`) is simply queued again, and one whose task id the worker had
-  already noted (in Redis, or in the row by `claims.note_upstream_ids`) is simply running.
+  answer. The row itself says how far it got (the submit pump writes it, `worker.submit`):
+  without ``submit_sent_at`` its request never left, so it is simply queued again; with an
+  ``upstream_task_id`` MetaChat accepted it, so it is running; marked sent with no task id,
+  MetaChat may have created, and will charge, a task we cannot know of (it offers no way to
+  look a task up by anything but its id), so the job fails with ``submit_uncertain`` (an
+  operator may retry it knowingly), unless ``RESUBMIT_ON_UNCERTAIN`` is on, in which case it is
+  queued again and may be paid for twice. Nothing outside the database is consulted.
 - **Expired leases** on running and timed-out jobs are cleared; the rows are due again.
-- **Deadlines.** Running jobs past ``deadline_at`` become ``timed_out`` (``deadline_exceeded``),
-  keeping their upstream task id; the reconcile pass keeps looking at them for a while.
+- **Deadlines.** A running job past ``deadline_at`` gets a last poll (it is made due now): the
+  poll pump times it out only on an answer read after the deadline that says the task is still
+  going (`worker.poll`). A running job with no task id has nothing to poll and becomes
+  ``timed_out`` (``deadline_exceeded``) at once.
 - **Batches** with no queued or running job left become ``completed``, with their
   ``batch.completed`` webhook queued in the same transaction.
 - **Pruning**: terminal jobs (and their events) finished longer than ``RETENTION_DAYS`` ago
@@ -25,9 +28,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -59,7 +62,7 @@ from core.tables import (
     WebhookDelivery,
     utcnow,
 )
-from core.transitions import record_event, transition
+from core.transitions import record_events, transition, transition_held
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +72,6 @@ DEADLINE_EXCEEDED = "deadline_exceeded"
 SWEEP_LIMIT = 500
 # Typical upstream seconds of a model the catalogue no longer knows (for its deadline).
 DEFAULT_EXPECTED_SECONDS = 60.0
-
-
-class SubmitWitness(Protocol):
-    """What the workers recorded outside the database about their submits (in Redis, see
-    `worker.sending`): which never left, and which MetaChat accepted with which id."""
-
-    def never_sent(self, job_ids: Iterable[str]) -> set[str]: ...
-
-    def task_ids(self, job_ids: Iterable[str]) -> dict[str, str]: ...
 
 
 PRUNE_CHUNK = 1000
@@ -101,8 +95,17 @@ class MaintenanceReport:
     abandoned_recovered: int = 0
     leases_cleared: int = 0
     timed_out: int = 0
+    last_polls: int = 0
     batches_completed: int = 0
     pruned: dict[str, int] = field(default_factory=dict)
+
+
+def deadline_message(submitted_at: dt.datetime | None, deadline_at: dt.datetime | None) -> str:
+    """The ``error_message`` of a timed-out job."""
+    allowed = ""
+    if deadline_at is not None and submitted_at is not None:
+        allowed = f" within {(deadline_at - submitted_at).total_seconds():.0f} s"
+    return f"MetaChat did not finish the task{allowed}"
 
 
 def time_out_job(
@@ -120,9 +123,6 @@ def time_out_job(
 
     ``reconcile_at``: when the reconcile pass should look at the upstream task again.
     """
-    allowed = ""
-    if deadline_at is not None and submitted_at is not None:
-        allowed = f" within {(deadline_at - submitted_at).total_seconds():.0f} s"
     return transition(
         session,
         job_id,
@@ -132,7 +132,7 @@ def time_out_job(
         values={
             **(values or {}),
             "error_code": DEADLINE_EXCEEDED,
-            "error_message": f"MetaChat did not finish the task{allowed}",
+            "error_message": deadline_message(submitted_at, deadline_at),
             "due_at": reconcile_at,
         },
         detail={"upstream_task_id": upstream_task_id},
@@ -146,49 +146,43 @@ def settle_abandoned_submits(
     now: dt.datetime,
     resubmit: bool,
     planner: PollPlanner,
-    witness: SubmitWitness | None = None,
     limit: int = SWEEP_LIMIT,
 ) -> AbandonedSubmits:
-    """Resolve submits whose worker died holding them (see the module docstring)."""
+    """Resolve submits whose worker died holding them, from the rows alone (see the module
+    docstring): a constant number of statements however many there are."""
     outcome = AbandonedSubmits()
     abandoned = claims.abandoned_submits(session, now=now, limit=limit)
-    unknown = [job.id for job in abandoned if not job.upstream_task_id]
-    noted = witness.task_ids(unknown) if witness and unknown else {}
-    unsent = witness.never_sent(unknown) if witness and unknown else set()
-    for job in abandoned:
-        detail: dict[str, object] = {"lease_owner": job.lease_owner, "attempts": job.attempts}
-        task_id = job.upstream_task_id or noted.get(job.id)
-        if task_id:
-            outcome.recovered += _recover_submitted(session, job, task_id, now=now, planner=planner)
-        elif resubmit or job.id in unsent:
-            detail["never_sent"] = job.id in unsent
-            session.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.status == QUEUED)
-                .values(lease_owner=None, lease_until=None, due_at=now, updated_at=now)
-            )
-            record_event(
-                session, job.id, status=QUEUED, reason="submit_abandoned", detail=detail, now=now
-            )
-            outcome.requeued += 1
-        else:
-            moved = transition(
-                session,
-                job.id,
-                from_status=QUEUED,
-                to_status=FAILED,
-                reason=SUBMIT_UNCERTAIN,
-                values={
-                    "error_code": SUBMIT_UNCERTAIN,
-                    "error_message": (
-                        "the worker submitting this job stopped before recording MetaChat's "
-                        "answer; the task may exist upstream and be charged"
-                    ),
+    recovered = [job for job in abandoned if job.upstream_task_id]
+    unknown = [job for job in abandoned if not job.upstream_task_id]
+    requeued = [job for job in unknown if job.submit_sent_at is None or resubmit]
+    uncertain = [job for job in unknown if job.submit_sent_at is not None and not resubmit]
+    outcome.recovered = _recover_submitted(session, recovered, now=now, planner=planner)
+    outcome.requeued = _requeue(session, requeued, now=now)
+    outcome.failed = transition_held(
+        session,
+        [
+            {
+                "id": job.id,
+                "detail": {
+                    "lease_owner": job.lease_owner,
+                    "attempts": job.attempts,
+                    "sent_at": _iso(job.submit_sent_at),
                 },
-                detail=detail,
-                now=now,
-            )
-            outcome.failed += moved is not None
+            }
+            for job in uncertain
+        ],
+        from_status=QUEUED,
+        to_status=FAILED,
+        reason=SUBMIT_UNCERTAIN,
+        shared={
+            "error_code": SUBMIT_UNCERTAIN,
+            "error_message": (
+                "the worker submitting this job stopped after sending it and before recording "
+                "MetaChat's answer; the task may exist upstream and be charged"
+            ),
+        },
+        now=now,
+    )
     if outcome.failed or outcome.requeued or outcome.recovered:
         log.warning(
             "abandoned submits: %d failed as %s, %d queued again, %d recovered",
@@ -200,74 +194,147 @@ def settle_abandoned_submits(
     return outcome
 
 
-def _recover_submitted(
-    session: Session, job: Job, task_id: str, *, now: dt.datetime, planner: PollPlanner
-) -> int:
-    """The dead worker had noted MetaChat's task id: the job is simply running."""
-    try:
-        expected = get_catalogue().action(job.model, job.action).expected_seconds
-    except ValueError:
-        expected = DEFAULT_EXPECTED_SECONDS
-    deadline = planner.deadline_seconds(
-        provider=job.provider,
-        model=job.model,
-        action=job.action,
-        expected_seconds=expected,
-        requested=job.deadline_seconds,
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _requeue(session: Session, jobs: list[Job], *, now: dt.datetime) -> int:
+    """Abandoned submits that never left (or may be resent): due again, with a fresh trail."""
+    if not jobs:
+        return 0
+    session.execute(
+        update(Job)
+        .where(Job.id.in_([job.id for job in jobs]), Job.status == QUEUED)
+        .values(lease_owner=None, lease_until=None, submit_sent_at=None, due_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
     )
-    moved = transition(
+    record_events(
         session,
-        job.id,
+        [
+            {
+                "job_id": job.id,
+                "status": QUEUED,
+                "reason": "submit_abandoned",
+                "detail": {
+                    "lease_owner": job.lease_owner,
+                    "attempts": job.attempts,
+                    "never_sent": job.submit_sent_at is None,
+                },
+            }
+            for job in jobs
+        ],
+        now=now,
+    )
+    return len(jobs)
+
+
+def _recover_submitted(
+    session: Session, jobs: list[Job], *, now: dt.datetime, planner: PollPlanner
+) -> int:
+    """The dead worker had noted MetaChat's task ids: the jobs are simply running."""
+    rows: list[dict[str, Any]] = []
+    for job in jobs:
+        try:
+            expected = get_catalogue().action(job.model, job.action).expected_seconds
+        except ValueError:
+            expected = DEFAULT_EXPECTED_SECONDS
+        deadline = planner.deadline_seconds(
+            provider=job.provider,
+            model=job.model,
+            action=job.action,
+            expected_seconds=expected,
+            requested=job.deadline_seconds,
+        )
+        # the request left when its round was marked sent; without the mark, no later than now
+        sent = job.submit_sent_at or now
+        rows.append(
+            {
+                "id": job.id,
+                "submitted_at": sent,
+                "deadline_at": sent + dt.timedelta(seconds=deadline),
+                "detail": {
+                    "upstream_task_id": job.upstream_task_id,
+                    "lease_owner": job.lease_owner,
+                },
+            }
+        )
+    return transition_held(
+        session,
+        rows,
         from_status=QUEUED,
         to_status=RUNNING,
         reason="submit_recovered",
-        values={
-            "upstream_task_id": task_id,
-            # the real submit time is unknown, but no later than the lease was taken
-            "submitted_at": now,
+        shared={
             "attempts": Job.attempts + 1,
-            "deadline_at": now + dt.timedelta(seconds=deadline),
             "due_at": now,
             "lease_owner": None,
             "lease_until": None,
         },
-        detail={"upstream_task_id": task_id, "lease_owner": job.lease_owner},
         now=now,
     )
-    return int(moved is not None)
 
 
-def time_out_overdue(
-    session: Session, *, now: dt.datetime, planner: PollPlanner, limit: int = SWEEP_LIMIT
-) -> int:
-    """Time out unleased running jobs whose deadline has passed."""
-    overdue = session.execute(
+def ask_last_polls(
+    session: Session,
+    *,
+    now: dt.datetime,
+    planner: PollPlanner,
+    grace: float,
+    limit: int = SWEEP_LIMIT,
+) -> tuple[int, int]:
+    """Running jobs past their deadline: make those with a task due for a last poll now (the
+    poll pump times them out if the answer says they are still going), and time out those
+    without a task id, which have nothing to poll. Returns (asked, timed out).
+
+    A poll that failed after the deadline is tried again within ``grace``
+    (`claims.last_poll_grace`); such rows are left to the poll pump's own back-off."""
+    asked = session.execute(
+        update(Job)
+        .where(_unpolled_overdue(now, grace))
+        .values(due_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    orphans = session.execute(
         select(Job)
-        .where(
-            Job.status == RUNNING,
-            Job.deadline_at.is_not(None),
-            Job.deadline_at < now,
-            Job.lease_owner.is_(None),
-        )
+        .where(_overdue(now), Job.upstream_task_id.is_(None))
         .order_by(Job.deadline_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
         .execution_options(populate_existing=True)
     ).scalars()
     count = 0
-    for job in list(overdue):
+    for job in list(orphans):
         reconcile_at = now + dt.timedelta(seconds=planner.reconcile_interval())
         moved = time_out_job(
             session,
             job.id,
             submitted_at=job.submitted_at,
             deadline_at=job.deadline_at,
-            upstream_task_id=job.upstream_task_id,
+            upstream_task_id=None,
             now=now,
             reconcile_at=reconcile_at,
         )
         count += moved is not None
-    return count
+    return _rowcount(asked), count
+
+
+def _unpolled_overdue(now: dt.datetime, grace: float) -> ColumnElement[bool]:
+    """Overdue rows with a task whose next poll is not coming (none, or beyond the grace)."""
+    return and_(
+        _overdue(now),
+        Job.upstream_task_id.is_not(None),
+        or_(Job.due_at.is_(None), Job.due_at > now + dt.timedelta(seconds=grace)),
+    )
+
+
+def _overdue(now: dt.datetime) -> ColumnElement[bool]:
+    """Unleased running jobs past their deadline."""
+    return and_(
+        Job.status == RUNNING,
+        Job.deadline_at.is_not(None),
+        Job.deadline_at < now,
+        Job.lease_owner.is_(None),
+    )
 
 
 def _unfinished_batch() -> ColumnElement[bool]:
@@ -398,17 +465,14 @@ def _rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def pending_work(session: Session, *, now: dt.datetime) -> set[str]:
+def pending_work(session: Session, *, now: dt.datetime, grace: float) -> set[str]:
     """Which steps have anything to do, read cheaply so an idle pass takes no write lock."""
     lease_expired = and_(Job.lease_until.is_not(None), Job.lease_until < now)
     checks = {
         "abandoned": and_(Job.status == QUEUED, Job.lease_owner.is_not(None), lease_expired),
         "leases": and_(Job.status.in_((RUNNING, TIMED_OUT)), lease_expired),
-        "deadlines": and_(
-            Job.status == RUNNING,
-            Job.deadline_at.is_not(None),
-            Job.deadline_at < now,
-            Job.lease_owner.is_(None),
+        "deadlines": or_(
+            and_(_overdue(now), Job.upstream_task_id.is_(None)), _unpolled_overdue(now, grace)
         ),
     }
     due = {
@@ -429,16 +493,13 @@ def run_maintenance(
     now: dt.datetime | None = None,
     planner: PollPlanner | None = None,
     include_prune: bool = True,
-    witness: SubmitWitness | None = None,
 ) -> MaintenanceReport:
-    """One maintenance pass; every step commits on its own. ``witness`` tells abandoned
-    submits that never left (re-queued) or were accepted (running) from those that may have
-    been sent (``submit_uncertain``)."""
+    """One maintenance pass; every step commits on its own."""
     now = now or utcnow()
     planner = planner or PollPlanner(settings.poll_schedules, time_scale=settings.poll_time_scale)
     report = MaintenanceReport()
     with db.read_session() as session:
-        due = pending_work(session, now=now)
+        due = pending_work(session, now=now, grace=claims.last_poll_grace(settings))
     if "abandoned" in due:
         with db.session() as session:
             abandoned = settle_abandoned_submits(
@@ -446,7 +507,6 @@ def run_maintenance(
                 now=now,
                 resubmit=settings.resubmit_on_uncertain,
                 planner=planner,
-                witness=witness,
             )
         report.abandoned_failed = abandoned.failed
         report.abandoned_requeued = abandoned.requeued
@@ -458,7 +518,9 @@ def run_maintenance(
             )
     if "deadlines" in due:
         with db.session() as session:
-            report.timed_out = time_out_overdue(session, now=now, planner=planner)
+            report.last_polls, report.timed_out = ask_last_polls(
+                session, now=now, planner=planner, grace=claims.last_poll_grace(settings)
+            )
     if "batches" in due:
         with db.session() as session:
             report.batches_completed = complete_batches(session, now=now)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from core import ids
@@ -60,6 +60,51 @@ def enqueue_job_event(session: Session, job: Job, *, at: dt.datetime | None = No
         )
     )
     return delivery_id
+
+
+def enqueue_job_events(
+    session: Session, job_ids: Sequence[str], *, at: dt.datetime | None = None
+) -> int:
+    """`enqueue_job_event` for many jobs that just became terminal: one read of those with a
+    webhook URL and one insert of their delivery rows, however many there are."""
+    if not job_ids:
+        return 0
+    at = at or utcnow()
+    jobs = session.scalars(
+        select(Job)
+        .where(Job.id.in_(list(job_ids)), Job.webhook_url.is_not(None))
+        .execution_options(populate_existing=True)
+    ).all()
+    deliveries = [
+        _delivery_row(job, event_type, at)
+        for job in jobs
+        if (event_type := JOB_EVENT_TYPES.get(job.status)) is not None and job.webhook_url
+    ]
+    if deliveries:
+        session.execute(cast(Table, WebhookDelivery.__table__).insert(), deliveries)
+    return len(deliveries)
+
+
+def _delivery_row(job: Job, event_type: str, at: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": ids.new_id(ids.DELIVERY),
+        "api_key_id": job.api_key_id,
+        "job_id": job.id,
+        "batch_id": job.batch_id,
+        "event_type": event_type,
+        "url": job.webhook_url,
+        "payload": event_body(event_type, job_view(job), at),
+        "state": DELIVERY_PENDING,
+        "attempts": 0,
+        "due_at": at,
+        "created_at": at,
+        "updated_at": at,
+        "last_status_code": None,
+        "last_error": None,
+        "lease_until": None,
+        "lease_owner": None,
+        "delivered_at": None,
+    }
 
 
 def batch_counts(session: Session, batch_id: str) -> tuple[dict[str, int], int | None]:

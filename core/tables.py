@@ -219,6 +219,10 @@ class Job(Base):
     deadline_at: Mapped[dt.datetime | None]
 
     upstream_task_id: Mapped[str | None] = mapped_column(String(200))
+    # The submit trail: set, for a whole round at once, in a transaction committed just before
+    # the round's requests go on the wire; cleared by a new submit lease. A leased queued job
+    # without it never left (`core.maintenance`).
+    submit_sent_at: Mapped[dt.datetime | None]
     submitted_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
     progress: Mapped[int] = mapped_column(Integer, default=0)

@@ -10,7 +10,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
-from core.outbox import enqueue_job_event
+from core.outbox import enqueue_job_event, enqueue_job_events
 from core.tables import (
     CANCELLED,
     FAILED,
@@ -105,16 +105,15 @@ def transition_held(
     shared: Mapping[str, Any] | None = None,
     now: dt.datetime | None = None,
 ) -> int:
-    """Move many rows this transaction already holds in one UPDATE round and one event insert.
+    """Move many rows this transaction already holds: a constant number of statements.
 
     For rows locked earlier in the same transaction with their status checked (the pumps'
     `claims.hold_leases`), so the compare-and-set cannot lose. Each mapping has the row's `id`,
-    its own column values and an optional `detail` for its event; `shared` holds values (or SQL
-    expressions) common to all rows. Not for terminal statuses: their webhook rows need the whole
-    job, so those go through `transition` one by one.
+    its own column values (every mapping the same names) and an optional `detail` for its
+    event; `shared` holds values (or SQL expressions) common to all rows. One executemany
+    UPDATE, one insert of the events and, for a terminal status, one read of the moved rows
+    that have a webhook and one insert of their outbox rows, whatever the number of rows.
     """
-    if to_status in TERMINAL_STATUSES:
-        raise IllegalTransition(f"{from_status} -> {to_status} needs transition()")
     if to_status not in ALLOWED[from_status]:
         raise IllegalTransition(f"{from_status} -> {to_status}")
     if not rows:
@@ -122,15 +121,15 @@ def transition_held(
     now = now or utcnow()
     table = cast(Table, Job.__table__)
     columns = sorted({name for row in rows for name in row if name not in ("id", "detail")})
+    changes: dict[str, Any] = {"status": to_status, "updated_at": now}
+    if to_status in TERMINAL_STATUSES:
+        changes.update(finished_at=now, due_at=None, lease_until=None, lease_owner=None)
+    changes.update(shared or {})
+    changes.update({name: bindparam(f"b_{name}", type_=table.c[name].type) for name in columns})
     statement = (
         table.update()
         .where(table.c.id == bindparam("b_id"), table.c.status == from_status)
-        .values(
-            status=to_status,
-            updated_at=now,
-            **dict(shared or {}),
-            **{name: bindparam(f"b_{name}", type_=table.c[name].type) for name in columns},
-        )
+        .values(**changes)
     )
     params = [
         {"b_id": row["id"], **{f"b_{name}": row.get(name) for name in columns}} for row in rows
@@ -141,7 +140,7 @@ def transition_held(
         # a held row moved by someone else would mean the lease protocol is broken
         raise RuntimeError(f"held rows changed under us: {moved} of {len(rows)} moved")
     session.execute(
-        insert(JobEvent),
+        cast(Table, JobEvent.__table__).insert(),
         [
             {
                 "job_id": row["id"],
@@ -154,6 +153,8 @@ def transition_held(
             for row in rows
         ],
     )
+    if to_status in TERMINAL_STATUSES:
+        enqueue_job_events(session, [row["id"] for row in rows], at=now)
     return moved
 
 
@@ -176,4 +177,28 @@ def record_event(
             reason=reason,
             detail=dict(detail) if detail else None,
         )
+    )
+
+
+def record_events(
+    session: Session, events: Sequence[Mapping[str, Any]], *, now: dt.datetime | None = None
+) -> None:
+    """`record_event` for many jobs in one insert: each mapping has ``job_id``, ``status``,
+    ``reason`` and an optional ``detail``."""
+    if not events:
+        return
+    at = now or utcnow()
+    session.execute(
+        cast(Table, JobEvent.__table__).insert(),
+        [
+            {
+                "job_id": event["job_id"],
+                "at": at,
+                "from_status": event["status"],
+                "to_status": event["status"],
+                "reason": event["reason"],
+                "detail": dict(event["detail"]) if event.get("detail") else None,
+            }
+            for event in events
+        ],
     )

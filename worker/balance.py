@@ -3,6 +3,7 @@ without calling upstream on every page view."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import redis
@@ -24,7 +25,8 @@ async def refresh_upstream_balance(client: MetaChatClient, cache: redis.Redis) -
         return None
     if points is not None:
         try:
-            store_upstream_balance(cache, points)
+            # a sync Redis call: off the loop, so the pump's calls never wait on it
+            await asyncio.to_thread(store_upstream_balance, cache, points)
         except redis.RedisError as exc:
             log.info("upstream balance not cached: %s", type(exc).__name__)
     return points

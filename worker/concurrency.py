@@ -2,14 +2,19 @@
 
 Writing as results arrive, rather than once the slowest call of a tick returns, keeps the time
 between MetaChat accepting a task and our row saying so to one short transaction, which is the
-window a crash can turn into a lost answer.
+window a crash can turn into a lost answer. The write is awaited (it runs on the database
+thread, `worker.offload`), so the calls still in flight keep running meanwhile and their
+answers coalesce into the next write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -21,15 +26,22 @@ COALESCE_SECONDS = 0.02
 
 async def settle_as_completed(
     calls: Iterable[Awaitable[T]],
-    write: Callable[[list[T]], None],
+    write: Callable[[list[T]], Awaitable[None]],
     *,
-    coalesce_seconds: float = COALESCE_SECONDS,
+    coalesce_seconds: float | None = None,
+    on_write_failure: Callable[[], None] | None = None,
 ) -> int:
     """Await ``calls`` concurrently; after each wake-up hand every finished result to ``write``.
 
-    The calls must not raise (wrap failures into results). If ``write`` raises, the calls still
-    running are cancelled and the error propagates. Returns how many results were written.
+    The calls must not raise (wrap failures into results) and must bound their own time. If
+    ``write`` fails, the calls still running are on the wire already: they are awaited
+    (shielded from a cancellation of this coroutine) and their answers handed to ``write``
+    once more before the error propagates. Returns how many results were written.
+    ``coalesce_seconds`` defaults to `COALESCE_SECONDS` as it is when called;
+    ``on_write_failure`` runs first when a write fails (to stop calls not yet started).
     """
+    if coalesce_seconds is None:
+        coalesce_seconds = COALESCE_SECONDS
     pending: set[asyncio.Future[T]] = {asyncio.ensure_future(call) for call in calls}
     written = 0
     try:
@@ -39,14 +51,34 @@ async def settle_as_completed(
                 more, pending = await asyncio.wait(pending, timeout=coalesce_seconds)
                 done |= more
             results = [future.result() for future in done]
-            write(results)
+            await write(results)
             written += len(results)
-    finally:
-        for future in pending:
-            future.cancel()
+    except BaseException:
+        if on_write_failure is not None:
+            on_write_failure()
         if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+            await _record_the_rest(pending, write)
+        raise
     return written
+
+
+async def _record_the_rest(
+    pending: set[asyncio.Future[T]], write: Callable[[list[T]], Awaitable[None]]
+) -> None:
+    """After a failed write: wait for the calls in flight, then try to record their answers."""
+    gathered = asyncio.gather(*pending, return_exceptions=True)
+    try:
+        answers = await asyncio.shield(gathered)
+    except asyncio.CancelledError:
+        log.error("%d upstream answers abandoned: the pump was cancelled twice", len(pending))
+        raise
+    results = [answer for answer in answers if not isinstance(answer, BaseException)]
+    if not results:
+        return
+    try:
+        await write(results)
+    except Exception:
+        log.exception("could not record %d upstream answers after a failed write", len(results))
 
 
 async def bounded(semaphore: asyncio.Semaphore, call: Awaitable[T]) -> T:

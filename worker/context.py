@@ -1,5 +1,8 @@
 """What every pump tick needs, gathered in one object so pumps stay plain functions.
 
+Pumps are coroutines on the worker process's loop; every database and Redis call they make
+goes through ``offload`` (`worker.offload`), never straight onto the loop.
+
 The worker process builds one `PumpContext` at start (`worker.process`); tests build their
 own around a database, a Redis and an ``httpx.AsyncClient`` on a ``MockTransport`` or pointed at
 the simulator.
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 import httpx
 import redis
 
+from core.claims import call_budget_seconds
 from core.db import Database
 from core.limiter import ProviderLimiter, limiter_from_settings
 from core.schedule import PollPlanner
@@ -23,7 +27,8 @@ from core.settings import Settings
 from core.submission import get_catalogue
 from core.tables import utcnow
 from metachat.client import MetaChatClient
-from worker.sending import SubmitTrail
+from worker.offload import Offload
+from worker.sending import install_send_tracer
 
 # On top of twice the call budget: time to write the outcome after the call returns.
 WRITE_MARGIN_SECONDS = 5.0
@@ -32,11 +37,6 @@ WRITE_MARGIN_SECONDS = 5.0
 def default_owner() -> str:
     """``host:pid``: who holds a lease, readable in the jobs table."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def call_budget_seconds(settings: Settings) -> float:
-    """The longest one MetaChat call may take before we stop waiting for it."""
-    return settings.metachat_connect_timeout + settings.metachat_read_timeout + 2.0
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -60,8 +60,8 @@ class PumpContext:
     planner: PollPlanner
     owner: str = field(default_factory=default_owner)
     clock: Callable[[], dt.datetime] = utcnow
-    # how far each submit got, for maintenance after a crash (set by the worker process)
-    trail: SubmitTrail | None = None
+    # the database and Redis threads every blocking call of a pump runs on
+    offload: Offload = field(default_factory=Offload)
 
 
 def build_pump_context(
@@ -75,6 +75,8 @@ def build_pump_context(
     planner: PollPlanner | None = None,
 ) -> PumpContext:
     """A context from settings: the catalogue with its overrides, the limiter, the schedules."""
+    # submit rounds go out in parts, each marked sent just before it leaves (worker.sending)
+    install_send_tracer(http)
     api_key = settings.metachat_api_key
     app_id = settings.metachat_app_id
     client = MetaChatClient(

@@ -69,16 +69,24 @@ def rotation_overlap(settings: Settings) -> dt.timedelta:
 async def run_deliver_pump(ctx: DeliverContext) -> int:
     """One tick: returns how many attempts were made."""
     settings = ctx.settings
-    now = utcnow()
-    with ctx.db.session() as session:
-        claimed = claim_due_deliveries(
-            session,
-            owner=ctx.owner,
-            now=now,
-            lease_seconds=lease_seconds(settings),
-            limit=settings.deliver_batch_size,
-            rotation_overlap=rotation_overlap(settings),
-        )
+
+    def claim() -> list[ClaimedDelivery]:
+        with ctx.db.session() as session:
+            return claim_due_deliveries(
+                session,
+                owner=ctx.owner,
+                now=utcnow(),
+                lease_seconds=lease_seconds(settings),
+                limit=settings.deliver_batch_size,
+                rotation_overlap=rotation_overlap(settings),
+            )
+
+    def record() -> None:
+        with ctx.db.session() as session:
+            record_outcomes(session, outcomes, owner=ctx.owner, now=utcnow())
+
+    # the database calls run off the loop (sync drivers; see worker.offload)
+    claimed = await asyncio.to_thread(claim)
     if not claimed:
         return 0
     results = await send_all(ctx.webhook_sender, claimed)
@@ -87,8 +95,7 @@ async def run_deliver_pump(ctx: DeliverContext) -> int:
         plan_next(delivery.id, result, attempts_made=delivery.attempts + 1, schedule=schedule)
         for delivery, result in zip(claimed, results, strict=True)
     ]
-    with ctx.db.session() as session:
-        record_outcomes(session, outcomes, owner=ctx.owner, now=utcnow())
+    await asyncio.to_thread(record)
     for outcome in outcomes:
         _log_outcome(outcome)
     return len(outcomes)

@@ -1,15 +1,21 @@
 """The poll pump: running jobs → their upstream state (running → running | terminal), and the
 reconcile pass that keeps looking at timed-out jobs for a late success.
 
-One round claims due rows, fetches their tasks concurrently, and records each answer as it
-lands. A task still running gets its progress stored and its next poll from its `PollSchedule`
-(a plain ``UPDATE`` guarded by status and lease, no event row per poll); a finished one moves
-through `transition`. Errors on a poll never fail a job: they only reschedule it, and the
-deadline bounds how long that can go on. A job cancelled meanwhile simply makes the guarded
-writes match nothing.
+One round claims due rows, fetches their tasks concurrently, and records the answers as they
+land, on the database thread (`worker.offload`). A task still running gets its progress stored
+and its next poll from its `PollSchedule` (one executemany ``UPDATE`` guarded by status and
+lease, no event row per poll); finished ones move through `transition_held`, one set-based
+transition per outcome with its events and webhook rows. Errors on a poll never fail a job:
+they only reschedule it, and the deadline bounds how long that can go on. A job cancelled
+meanwhile is not held by the record's transaction, so nothing is written for it.
+
+**Deadlines get a last poll.** A job times out only on an answer read at or after its
+deadline that says the task is still going; a poll that fails after the deadline is tried again
+until `claims.last_poll_grace` has passed, and only then does the job time out unseen.
 
 Within a tick the pump keeps watching for rows falling due until the next tick
-(``window_seconds``), so a poll lands when it is due rather than up to a beat interval later.
+(``window_seconds``), so a poll lands when it is due rather than up to a beat interval later;
+when nothing falls due within the window the tick returns at once after one indexed read.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core import claims, metrics
+from core.claims import call_budget_seconds
+from core.db import Database
 from core.limiter import ALL
-from core.maintenance import time_out_job
+from core.maintenance import DEADLINE_EXCEEDED, deadline_message
 from core.schedule import DEFAULT_RATE_LIMIT_PAUSE
 from core.tables import FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Job
-from core.transitions import record_event, transition
+from core.transitions import record_events, transition_held
 from metachat.errors import (
     UpstreamAuthError,
     UpstreamError,
@@ -40,16 +48,16 @@ from metachat.errors import (
 from metachat.tasks import UpstreamTask
 from worker import codes, observe
 from worker.concurrency import bounded, settle_as_completed
-from worker.context import PumpContext, call_budget_seconds, lease_seconds
+from worker.context import PumpContext, lease_seconds
 
 log = logging.getLogger(__name__)
 
 # Reconcile rounds are small: timed-out jobs are rare and never urgent.
 RECONCILE_LIMIT = 50
-# Within a tick's window the pump looks for newly due rows this often (jobs submitted meanwhile
-# by another process have first polls the pump has not seen yet).
+# While rows fall due within a tick's window the pump looks for newly due rows this often (jobs
+# submitted meanwhile by another process have first polls the pump has not seen yet).
 RECHECK_SECONDS = 0.1
-# When due rows are all held by other pumps, look again after this long rather than spinning.
+# Never look again sooner than this, so rows due "now" but held elsewhere are not spun on.
 IDLE_RECHECK_SECONDS = 0.02
 
 
@@ -120,33 +128,50 @@ async def _poll_until(
     ctx: PumpContext, report: PollReport, *, started: float, window_seconds: float
 ) -> None:
     while True:
-        round_report = await poll_round(ctx, status=RUNNING, limit=ctx.settings.poll_batch_size)
-        round_report.merge(await poll_round(ctx, status=TIMED_OUT, limit=RECONCILE_LIMIT))
-        report.merge(round_report)
+        now = ctx.clock()
+        due = await ctx.offload.database(_next_due, ctx.db, now)
+        ready = [status for status, at in due.items() if at <= now]
+        full = False
+        for status in ready:
+            limit = ctx.settings.poll_batch_size if status == RUNNING else RECONCILE_LIMIT
+            round_report = await poll_round(ctx, status=status, limit=limit)
+            report.merge(round_report)
+            full = full or round_report.claimed >= limit
         remaining = window_seconds - (time.monotonic() - started)
         if remaining <= 0:
             return
-        if round_report.claimed >= ctx.settings.poll_batch_size:
+        if full:
             continue
-        with ctx.db.read_session() as session:
-            next_due = claims.next_due_at(session, status=RUNNING)
-        wait = RECHECK_SECONDS
-        if next_due is not None:
-            wait = min(wait, (next_due - ctx.clock()).total_seconds())
-        if round_report.claimed == 0:
-            wait = max(wait, IDLE_RECHECK_SECONDS)
-        await asyncio.sleep(max(0.0, min(wait, remaining)))
+        upcoming = min(due.values(), default=None)
+        if not ready:
+            if upcoming is None or (upcoming - now).total_seconds() > remaining:
+                return  # idle: nothing falls due within this tick
+            wait = (upcoming - now).total_seconds()
+        else:
+            wait = RECHECK_SECONDS
+        wait = max(IDLE_RECHECK_SECONDS, min(wait, RECHECK_SECONDS))
+        await asyncio.sleep(min(wait, remaining))
+
+
+def _next_due(db: Database, now: dt.datetime) -> dict[str, dt.datetime]:
+    with db.read_session() as session:
+        return claims.next_poll_due(session, now=now)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    item: PollWork
+    outcome: Outcome
+    # when the answer was read (the pump's clock): a deadline is judged by it, not by the write
+    at: dt.datetime
 
 
 async def poll_round(ctx: PumpContext, *, status: str, limit: int) -> PollReport:
     """Claim, fetch and record one batch of due ``status`` rows (running, or timed_out)."""
     report = PollReport()
     now = ctx.clock()
-    with ctx.db.read_session() as session:
-        if not claims.any_due(session, status=status, now=now):
-            return report
     claim_started = time.monotonic()
-    work = claim_polls(ctx, status=status, now=now, limit=limit)
+    work = await ctx.offload.database(claim_polls, ctx, status=status, now=now, limit=limit)
     metrics.record_claim("poll", len(work), time.monotonic() - claim_started)
     if not work:
         return report
@@ -154,7 +179,7 @@ async def poll_round(ctx: PumpContext, *, status: str, limit: int) -> PollReport
     budget = call_budget_seconds(ctx.settings)
     gate = asyncio.Semaphore(ctx.settings.metachat_max_connections)
 
-    async def call(item: PollWork) -> tuple[PollWork, Outcome]:
+    async def call(item: PollWork) -> _Answer:
         started = time.monotonic()
         outcome: Outcome
         try:
@@ -163,13 +188,27 @@ async def poll_round(ctx: PumpContext, *, status: str, limit: int) -> PollReport
         except Exception as exc:  # a malformed answer or a bug must never crash the pump
             outcome = exc
         observe.upstream_call("poll", item.provider, outcome, time.monotonic() - started)
-        return item, outcome
+        return _Answer(item, outcome, ctx.clock())
 
     await settle_as_completed(
-        (bounded(gate, call(item)) for item in work),
-        lambda results: record_polls(ctx, results, report=report),
+        [bounded(gate, call(item)) for item in work],
+        lambda answers: _record(ctx, answers, status=status, report=report),
     )
     return report
+
+
+async def _record(
+    ctx: PumpContext, answers: Sequence[_Answer], *, status: str, report: PollReport
+) -> None:
+    await ctx.offload.write(record_polls, ctx, answers, status=status, report=report)
+    errors = [a for a in answers if isinstance(a.outcome, BaseException)]
+    for answer in errors:
+        report.errors[type(answer.outcome).__name__] += 1
+        _log_error(answer.item, answer.outcome)
+    if any(isinstance(a.outcome, UpstreamRateLimited | UpstreamAuthError) for a in errors):
+        await ctx.offload.best_effort(
+            "updating the limiter after failed polls", lambda: _tell_limiter(ctx, errors), None
+        )
 
 
 def claim_polls(ctx: PumpContext, *, status: str, now: dt.datetime, limit: int) -> list[PollWork]:
@@ -213,18 +252,34 @@ def claim_polls(ctx: PumpContext, *, status: str, now: dt.datetime, limit: int) 
 
 
 def record_polls(
-    ctx: PumpContext, results: Sequence[tuple[PollWork, Outcome]], *, report: PollReport
+    ctx: PumpContext, answers: Sequence[_Answer], *, status: str, report: PollReport
 ) -> None:
-    """Write the answers of finished polls in one transaction."""
+    """Write the answers of finished polls in one transaction, a constant number of statements
+    whatever their number (on the database thread)."""
     now = ctx.clock()
+    counts = PollReport()
     with ctx.db.session() as session:
-        for item, outcome in results:
-            if isinstance(outcome, BaseException):
-                _note_error(ctx, item, outcome, report)
-            if item.status == RUNNING:
-                _record_running(ctx, session, item, outcome, now=now, report=report)
-            else:
-                _record_reconcile(ctx, session, item, outcome, now=now, report=report)
+        held = claims.hold_leases(
+            session, [a.item.job_id for a in answers], status=status, owner=ctx.owner
+        )
+        mine = [a for a in answers if a.item.job_id in held]
+        if status == RUNNING:
+            _record_running(ctx, session, mine, now=now, counts=counts)
+        else:
+            _record_reconcile(ctx, session, mine, now=now, counts=counts)
+    # only once committed: a write tried again must not count (or learn) twice
+    for answer in mine:
+        task = answer.outcome
+        if isinstance(task, UpstreamTask) and task.status == "succeeded":
+            if task.points:
+                metrics.record_points(answer.item.provider, answer.item.model, task.points)
+            if status == RUNNING:
+                ctx.planner.estimator.observe(
+                    answer.item.model,
+                    answer.item.action,
+                    (now - answer.item.submitted_at).total_seconds(),
+                )
+    report.merge(counts)
 
 
 def result_of(task: UpstreamTask) -> dict[str, Any]:
@@ -243,7 +298,6 @@ def _success_values(task: UpstreamTask) -> dict[str, Any]:
         "cost_points": task.points,
         "upstream_raw": task.raw,
         "progress": 100,
-        "polls": Job.polls + 1,
         "error_code": None,
         "error_message": None,
     }
@@ -261,85 +315,102 @@ def _failure_reason(item: PollWork, outcome: Outcome) -> str | None:
 def _record_running(
     ctx: PumpContext,
     session: Session,
-    item: PollWork,
-    outcome: Outcome,
+    answers: Sequence[_Answer],
     *,
     now: dt.datetime,
-    report: PollReport,
+    counts: PollReport,
 ) -> None:
-    if isinstance(outcome, UpstreamTask) and outcome.status == "succeeded":
-        moved = transition(
-            session,
-            item.job_id,
-            from_status=RUNNING,
-            to_status=SUCCEEDED,
-            reason="upstream_succeeded",
-            values=_success_values(outcome),
-            now=now,
-        )
-        if moved is not None:
-            report.succeeded += 1
-            if outcome.points:
-                metrics.record_points(item.provider, item.model, outcome.points)
-            ctx.planner.estimator.observe(
-                item.model, item.action, (now - item.submitted_at).total_seconds()
+    """Running jobs: one transition per kind of ending, one UPDATE for all the others."""
+    succeeded: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    timed_out: list[dict[str, Any]] = []
+    later: list[dict[str, Any]] = []
+    grace = dt.timedelta(seconds=claims.last_poll_grace(ctx.settings))
+    for answer in answers:
+        item, outcome = answer.item, answer.outcome
+        if isinstance(outcome, UpstreamTask) and outcome.status == "succeeded":
+            succeeded.append({"id": item.job_id, **_success_values(outcome)})
+            continue
+        reason = _failure_reason(item, outcome)
+        if reason is not None:
+            failed.append(
+                {
+                    "id": item.job_id,
+                    "error_code": codes.UPSTREAM_FAILED,
+                    "error_message": reason,
+                    "upstream_raw": outcome.raw if isinstance(outcome, UpstreamTask) else None,
+                    "cost_points": outcome.points if isinstance(outcome, UpstreamTask) else None,
+                }
             )
-        return
-    reason = _failure_reason(item, outcome)
-    if reason is not None:
-        raw = outcome.raw if isinstance(outcome, UpstreamTask) else None
-        points = outcome.points if isinstance(outcome, UpstreamTask) else None
-        moved = transition(
+            continue
+        deadline = item.deadline_at
+        if deadline is not None and _past_deadline(answer, deadline, grace):
+            timed_out.append(
+                {
+                    "id": item.job_id,
+                    "error_code": DEADLINE_EXCEEDED,
+                    "error_message": deadline_message(item.submitted_at, deadline),
+                    "due_at": now + dt.timedelta(seconds=ctx.planner.reconcile_interval()),
+                    "progress": _progress(outcome, item),
+                    "detail": {"upstream_task_id": item.upstream_task_id},
+                }
+            )
+            continue
+        later.append(_next_poll_values(ctx, answer, grace, now=now))
+    polled = {"polls": Job.polls + 1}
+    moves = (
+        (succeeded, SUCCEEDED, "upstream_succeeded"),
+        (failed, FAILED, codes.UPSTREAM_FAILED),
+        (timed_out, TIMED_OUT, DEADLINE_EXCEEDED),
+    )
+    for rows, to_status, reason in moves:
+        transition_held(
             session,
-            item.job_id,
+            rows,
             from_status=RUNNING,
-            to_status=FAILED,
-            reason=codes.UPSTREAM_FAILED,
-            values={
-                "error_code": codes.UPSTREAM_FAILED,
-                "error_message": reason,
-                "upstream_raw": raw,
-                "cost_points": points,
-                "polls": Job.polls + 1,
-            },
+            to_status=to_status,
+            reason=reason,
+            shared=polled,
             now=now,
         )
-        report.failed += moved is not None
-        return
-    if item.deadline_at is not None and now >= item.deadline_at:
-        reconcile_at = now + dt.timedelta(seconds=ctx.planner.reconcile_interval())
-        moved = time_out_job(
-            session,
-            item.job_id,
-            submitted_at=item.submitted_at,
-            deadline_at=item.deadline_at,
-            upstream_task_id=item.upstream_task_id,
-            now=now,
-            reconcile_at=reconcile_at,
-            values={"polls": Job.polls + 1, **_progress_values(outcome, item)},
-        )
-        report.timed_out += moved is not None
-        return
-    delay = _next_delay(ctx, item, outcome, now=now)
-    due = now + dt.timedelta(seconds=delay)
+    counts.succeeded += len(succeeded)
+    counts.failed += len(failed)
+    counts.timed_out += len(timed_out)
+    counts.rescheduled += claims.release_each(
+        session, later, status=RUNNING, owner=ctx.owner, shared=polled
+    )
+
+
+def _past_deadline(answer: _Answer, deadline: dt.datetime, grace: dt.timedelta) -> bool:
+    """Whether this answer ends the job as timed out: it was read at or after the deadline and
+    says the task is still going, or the polls have failed for the whole grace after it."""
+    if isinstance(answer.outcome, UpstreamTask):
+        return answer.at >= deadline
+    return answer.at >= deadline + grace
+
+
+def _next_poll_values(
+    ctx: PumpContext, answer: _Answer, grace: dt.timedelta, *, now: dt.datetime
+) -> dict[str, Any]:
+    item, outcome = answer.item, answer.outcome
+    due = now + dt.timedelta(seconds=_next_delay(ctx, item, outcome, now=now))
     if item.deadline_at is not None:
-        due = min(due, item.deadline_at)
-    values: dict[str, Any] = {
-        "polls": Job.polls + 1,
+        # the last poll lands on the deadline; past it (a failed poll) within the grace
+        last = item.deadline_at if now < item.deadline_at else item.deadline_at + grace
+        due = min(due, last)
+    return {
+        "id": item.job_id,
         "due_at": due,
-        **_progress_values(outcome, item),
+        "progress": _progress(outcome, item),
+        # updated_at doubles as "when progress was last read", which the schedule extrapolates
+        "updated_at": now if isinstance(outcome, UpstreamTask) else item.last_seen_at,
     }
-    if isinstance(outcome, UpstreamTask):
-        # updated_at doubles as "when progress was last read", which the schedule extrapolates.
-        values["updated_at"] = now
-    claims.release_jobs(session, [item.job_id], status=RUNNING, owner=ctx.owner, values=values)
-    report.rescheduled += 1
 
 
-def _progress_values(outcome: Outcome, item: PollWork) -> dict[str, Any]:
+def _progress(outcome: Outcome, item: PollWork) -> int:
     if isinstance(outcome, UpstreamTask) and outcome.progress is not None:
-        return {"progress": max(0, min(99, outcome.progress))}
-    return {}
+        return max(0, min(99, outcome.progress))
+    return item.progress
 
 
 def _next_delay(ctx: PumpContext, item: PollWork, outcome: Outcome, *, now: dt.datetime) -> float:
@@ -367,61 +438,89 @@ def _next_delay(ctx: PumpContext, item: PollWork, outcome: Outcome, *, now: dt.d
 def _record_reconcile(
     ctx: PumpContext,
     session: Session,
-    item: PollWork,
-    outcome: Outcome,
+    answers: Sequence[_Answer],
     *,
     now: dt.datetime,
-    report: PollReport,
+    counts: PollReport,
 ) -> None:
-    """A timed-out job looked at again: record a late success, or keep looking a while."""
-    if isinstance(outcome, UpstreamTask) and outcome.status == "succeeded":
-        moved = transition(
-            session,
-            item.job_id,
-            from_status=TIMED_OUT,
-            to_status=SUCCEEDED,
-            reason="late_success",
-            values=_success_values(outcome),
-            detail={"timed_out_at": item.finished_at.isoformat() if item.finished_at else None},
-            now=now,
+    """Timed-out jobs looked at again: late successes, ended reconciles, and the rest later."""
+    late: list[dict[str, Any]] = []
+    ended: list[dict[str, Any]] = []
+    ended_seen: list[dict[str, Any]] = []
+    again: list[dict[str, Any]] = []
+    failed_events: list[dict[str, Any]] = []
+    for answer in answers:
+        item, outcome = answer.item, answer.outcome
+        if isinstance(outcome, UpstreamTask) and outcome.status == "succeeded":
+            timed_out_at = item.finished_at.isoformat() if item.finished_at else None
+            late.append(
+                {
+                    "id": item.job_id,
+                    **_success_values(outcome),
+                    "detail": {"timed_out_at": timed_out_at},
+                }
+            )
+            continue
+        reason = _failure_reason(item, outcome)
+        window_end = (item.finished_at or now) + dt.timedelta(
+            seconds=ctx.planner.reconcile_window()
         )
-        report.late_successes += moved is not None
-        if moved is not None and outcome.points:
-            metrics.record_points(item.provider, item.model, outcome.points)
-        return
-    values: dict[str, Any] = {"polls": Job.polls + 1}
-    reason = _failure_reason(item, outcome)
-    window_end = (item.finished_at or now) + dt.timedelta(seconds=ctx.planner.reconcile_window())
-    if reason is not None or now >= window_end:
-        values["due_at"] = None
-        if isinstance(outcome, UpstreamTask):
-            values["upstream_raw"] = outcome.raw
-    else:
-        values["due_at"] = now + dt.timedelta(seconds=ctx.planner.reconcile_interval())
-    released = claims.release_jobs(
-        session, [item.job_id], status=TIMED_OUT, owner=ctx.owner, values=values
+        if reason is not None or now >= window_end:
+            if isinstance(outcome, UpstreamTask):
+                ended_seen.append({"id": item.job_id, "due_at": None, "upstream_raw": outcome.raw})
+            else:
+                ended.append({"id": item.job_id, "due_at": None})
+            if reason is not None:
+                failed_events.append(
+                    {
+                        "job_id": item.job_id,
+                        "status": TIMED_OUT,
+                        "reason": "upstream_failed_after_timeout",
+                        "detail": {"reason": reason},
+                    }
+                )
+        else:
+            next_at = now + dt.timedelta(seconds=ctx.planner.reconcile_interval())
+            again.append({"id": item.job_id, "due_at": next_at})
+    polled = {"polls": Job.polls + 1}
+    counts.late_successes += transition_held(
+        session,
+        late,
+        from_status=TIMED_OUT,
+        to_status=SUCCEEDED,
+        reason="late_success",
+        shared=polled,
+        now=now,
     )
-    if released and reason is not None:
-        record_event(
-            session,
-            item.job_id,
-            status=TIMED_OUT,
-            reason="upstream_failed_after_timeout",
-            detail={"reason": reason},
-            now=now,
+    for rows in (ended, ended_seen, again):
+        counts.rescheduled += claims.release_each(
+            session, rows, status=TIMED_OUT, owner=ctx.owner, shared=polled
         )
-    report.rescheduled += released
+    record_events(session, failed_events, now=now)
 
 
-def _note_error(ctx: PumpContext, item: PollWork, error: BaseException, report: PollReport) -> None:
-    report.errors[type(error).__name__] += 1
-    if isinstance(error, UpstreamRateLimited):
-        pause = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE
-        ctx.limiter.slow_down(item.provider, pause)
-    elif isinstance(error, UpstreamAuthError):
-        ctx.limiter.pause(ALL, 60.0 * ctx.settings.poll_time_scale)
+def _log_error(item: PollWork, error: Outcome) -> None:
+    if not isinstance(error, BaseException):
+        return
+    if isinstance(error, UpstreamAuthError):
         log.error("MetaChat refused our credentials while polling: %s", error.message)
     elif isinstance(error, UpstreamError | TimeoutError):
         log.info("poll of job %s: %s", item.job_id, error)
     else:
         log.warning("poll of job %s failed unexpectedly", item.job_id, exc_info=error)
+
+
+def _tell_limiter(ctx: PumpContext, errors: Sequence[_Answer]) -> None:
+    """Slow a provider down after a 429 on a poll; pause everything after a refused key."""
+    slowed: dict[str, float] = {}
+    paused = False
+    for answer in errors:
+        error = answer.outcome
+        if isinstance(error, UpstreamRateLimited):
+            pause = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE
+            slowed[answer.item.provider] = max(pause, slowed.get(answer.item.provider, 0.0))
+        elif isinstance(error, UpstreamAuthError) and not paused:
+            paused = True
+            ctx.limiter.pause(ALL, 60.0 * ctx.settings.poll_time_scale)
+    for provider, pause in slowed.items():
+        ctx.limiter.slow_down(provider, pause)

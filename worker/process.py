@@ -22,8 +22,7 @@ import redis
 from core.db import Database, get_database
 from core.settings import Settings, get_settings
 from metachat.client import make_http_client
-from worker.context import PumpContext, build_pump_context, lease_seconds
-from worker.sending import SubmitTrail, install_send_tracer
+from worker.context import PumpContext, build_pump_context
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +30,8 @@ T = TypeVar("T")
 
 # Pruning scans old rows; once every ten minutes per process is plenty.
 PRUNE_EVERY_SECONDS = 600.0
-# A submit's trail must outlive its lease until maintenance has looked at the abandoned job.
-TRAIL_EXTRA_SECONDS = 600.0
+# Redis holds only what heals itself (the limiter, nudges): never wait long for it.
+REDIS_TIMEOUT_SECONDS = 2.0
 
 
 class WorkerProcess:
@@ -46,16 +45,15 @@ class WorkerProcess:
         self.settings = settings
         self.loop = asyncio.new_event_loop()
         self.db = db or get_database()
-        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        self.redis = redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        )
         self.http: httpx.AsyncClient = self.loop.run_until_complete(self._make_http())
         self.pumps: PumpContext = build_pump_context(
             settings, http=self.http, db=self.db, redis_client=self.redis
         )
-        # httpx's own transport reports when a request starts to leave: see sending.py.
-        self.pumps.trail = SubmitTrail(
-            self.redis, ttl_seconds=lease_seconds(settings) + TRAIL_EXTRA_SECONDS
-        )
-        install_send_tracer(self.http, self.pumps.trail)
         self.owner = self.pumps.owner
         self._webhook_sender: Any = None
         self._busy = threading.Lock()
@@ -66,10 +64,13 @@ class WorkerProcess:
 
     async def _make_http(self) -> httpx.AsyncClient:
         settings = self.settings
+        # Every connection of a round is kept alive for the next: a submit round never waits
+        # for a connection (the claim takes no more jobs than there are) nor opens new ones.
         return make_http_client(
             connect_timeout=settings.metachat_connect_timeout,
             read_timeout=settings.metachat_read_timeout,
             max_connections=settings.metachat_max_connections,
+            max_keepalive_connections=settings.metachat_max_connections,
         )
 
     @property
@@ -115,6 +116,7 @@ class WorkerProcess:
                 if inspect.isawaitable(result):
                     self.loop.run_until_complete(result)
         finally:
+            self.pumps.offload.close()
             self.redis.close()
             self.loop.close()
 

@@ -1,111 +1,119 @@
-"""What a dead worker's submits had got to: never sent, sent, or accepted with a task id.
+"""Sending a round of submits in parts, each marked sent in the database just before it leaves.
 
-A worker that dies holding submit leases leaves jobs nobody can vouch for: MetaChat may have
-made their tasks. To tell the cases apart, every submit leaves a trail in Redis:
+The mark (`claims.mark_submits_sent`, ``submit_sent_at``) is what crash recovery trusts: a job
+abandoned without it never left and is queued again, one with it may have reached MetaChat.
+The mark must therefore be committed before a request leaves, and every job marked but not yet
+on the wire when a process dies is failed as ``submit_uncertain`` for nothing. Starting and
+writing fifty requests takes tens of milliseconds of the loop's time, so marking a whole round
+at once would leave most of it in that window right after the mark.
 
-- an *unsent* mark, set right after the claim commits and removed the moment the HTTP client
-  starts writing that job's request (httpcore's ``trace`` extension reports
-  ``send_request_headers.started``; httpx's own transport does, so the marks are only used with
-  it);
-- an *accepted* note with MetaChat's task id, written by the very coroutine that read the
-  answer, before anything else happens: a fraction of a millisecond after the answer lands.
-
-Maintenance then re-queues an abandoned job still marked unsent, recovers one with a noted task
-id as running, and fails only the rest as ``submit_uncertain``. Losing the trail (a Redis flush,
-an expiry) only ever makes a job look *maybe sent*: the safe side.
+So a round goes out in at most `SEND_PARTS` parts: part *k + 1* is marked only once every
+request of part *k* has started to leave (httpcore's ``trace`` extension reports
+``send_request_headers.started``; a call that ends, however, counts too, so transports that do
+not trace still work) or will not be sent. A crash then finds at most one part marked but not
+sent, and the database sees a constant number of marks per round whatever its size. Nothing
+of this is kept outside the process: the progress is in memory, the truth in the rows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
-import redis
 
-# The job whose submit is being sent from the current task (set around `client.submit`).
-sending_job: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "mcjobs_sending_job", default=None
-)
+# A round of n jobs goes out in min(n, SEND_PARTS) parts of (nearly) equal size.
+SEND_PARTS = 8
 
 _SEND_STARTED = ("http11.send_request_headers.started", "http2.send_request_headers.started")
 
-
-class SubmitTrail:
-    """Per-job Redis marks of how far a leased submit got (see the module docstring)."""
-
-    def __init__(
-        self, client: redis.Redis, *, ttl_seconds: float, prefix: str = "mcjobs:submit"
-    ) -> None:
-        self._redis = client
-        self._ttl_ms = max(1000, int(ttl_seconds * 1000))
-        self._prefix = prefix
-
-    def _unsent(self, job_id: str) -> str:
-        return f"{self._prefix}:unsent:{job_id}"
-
-    def _accepted(self, job_id: str) -> str:
-        return f"{self._prefix}:accepted:{job_id}"
-
-    def mark_unsent(self, job_ids: Iterable[str]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.set(self._unsent(job_id), 1, px=self._ttl_ms)
-        pipe.execute()
-
-    def sending(self, job_id: str) -> None:
-        self._redis.delete(self._unsent(job_id))
-
-    def accepted(self, job_id: str, task_id: str) -> None:
-        self._redis.set(self._accepted(job_id), task_id, px=self._ttl_ms)
-
-    def forget(self, job_ids: Iterable[str]) -> None:
-        """Drop the trail of submits whose outcome is now in the database."""
-        keys = [key for job_id in job_ids for key in (self._unsent(job_id), self._accepted(job_id))]
-        if keys:
-            self._redis.delete(*keys)
-
-    def never_sent(self, job_ids: Iterable[str]) -> set[str]:
-        """The jobs among ``job_ids`` whose request certainly never started to leave."""
-        wanted = list(job_ids)
-        if not wanted:
-            return set()
-        found = self._redis.mget([self._unsent(job_id) for job_id in wanted])
-        return {job_id for job_id, value in zip(wanted, found, strict=True) if value is not None}
-
-    def task_ids(self, job_ids: Iterable[str]) -> dict[str, str]:
-        """MetaChat's task id for the jobs among ``job_ids`` whose answer was read."""
-        wanted = list(job_ids)
-        if not wanted:
-            return {}
-        found = self._redis.mget([self._accepted(job_id) for job_id in wanted])
-        return {
-            job_id: value.decode() if isinstance(value, bytes) else str(value)
-            for job_id, value in zip(wanted, found, strict=True)
-            if value is not None
-        }
+# Called once when the current task's request starts to leave (set around a submit call).
+_on_leaving: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "mcjobs_on_leaving", default=None
+)
 
 
-def install_send_tracer(http: httpx.AsyncClient, trail: SubmitTrail) -> None:
-    """Make every submit request sent through ``http`` clear its job's unsent mark as it
-    starts to leave."""
-
-    async def attach_tracer(request: httpx.Request) -> None:
-        job_id = sending_job.get()
-        if job_id is not None:
-            request.extensions["trace"] = _tracer(trail, job_id)
-
-    http.event_hooks["request"] = [*http.event_hooks.get("request", []), attach_tracer]
+def install_send_tracer(http: httpx.AsyncClient) -> None:
+    """Make requests sent through ``http`` report when they start to leave (once per client)."""
+    hooks = http.event_hooks.get("request", [])
+    if attach_tracer in hooks:
+        return
+    http.event_hooks["request"] = [*hooks, attach_tracer]
 
 
-def _tracer(trail: SubmitTrail, job_id: str) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
-    cleared = False
+async def attach_tracer(request: httpx.Request) -> None:
+    leaving = _on_leaving.get()
+    if leaving is None:
+        return
+    called = False
 
     async def trace(event: str, info: dict[str, Any]) -> None:
-        nonlocal cleared
-        if not cleared and event in _SEND_STARTED:
-            cleared = True
-            trail.sending(job_id)
+        nonlocal called
+        if not called and event in _SEND_STARTED:
+            called = True
+            leaving()
 
-    return trace
+    request.extensions["trace"] = trace
+
+
+class NotSent(Exception):
+    """A claimed submit that was never marked sent (its lease was lost, or a mark failed)."""
+
+
+class RoundSender:
+    """The parts of one round and how far their requests got (see the module docstring)."""
+
+    def __init__(self, job_ids: Sequence[str]) -> None:
+        count = min(len(job_ids), SEND_PARTS)
+        bounds = [len(job_ids) * k // count for k in range(count + 1)]
+        self.parts = [list(job_ids[bounds[k] : bounds[k + 1]]) for k in range(count)]
+        loop = asyncio.get_running_loop()
+        self._turns: dict[str, asyncio.Future[bool]] = {}
+        self._left: dict[str, asyncio.Event] = {}
+        for part in self.parts:
+            turn: asyncio.Future[bool] = loop.create_future()
+            for job_id in part:
+                self._turns[job_id] = turn
+                self._left[job_id] = asyncio.Event()
+        self._marked: set[str] = set()
+
+    async def run(self, mark: Callable[[list[str]], Awaitable[set[str]]]) -> None:
+        """Mark each part, let its calls go, wait until they have all left, then the next."""
+        try:
+            for part in self.parts:
+                turn = self._turns[part[0]]
+                if turn.done():  # stopped
+                    return
+                self._marked |= await mark(part)
+                if turn.done():  # stopped while the mark was written: this part stays home
+                    return
+                turn.set_result(True)
+                await asyncio.gather(*(self._left[job_id].wait() for job_id in part))
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Send no part that has not been marked yet."""
+        for turn in self._turns.values():
+            if not turn.done():
+                turn.set_result(False)
+
+    async def my_turn(self, job_id: str) -> bool:
+        """Wait until ``job_id``'s part is marked; False when it will not be sent."""
+        go = await self._turns[job_id] and job_id in self._marked
+        if not go:
+            self.left(job_id)
+        return go
+
+    def left(self, job_id: str) -> None:
+        self._left[job_id].set()
+
+    def leaving(self, job_id: str) -> contextvars.Token[Callable[[], None] | None]:
+        """Report ``job_id`` as leaving when the current task's request starts to go out."""
+        return _on_leaving.set(lambda: self.left(job_id))
+
+    @staticmethod
+    def done_leaving(token: contextvars.Token[Callable[[], None] | None]) -> None:
+        _on_leaving.reset(token)

@@ -115,8 +115,6 @@ def claim_submits(ctx: PumpContext, *, now: dt.datetime, report: ClaimTally) -> 
             unused = [job_id for job_id in job_ids if job_id not in used]
             if unused:
                 ctx.limiter.release(provider, unused)
-    if ctx.trail is not None:
-        ctx.trail.mark_unsent(item.job_id for item in leased)
     return leased
 
 

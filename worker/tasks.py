@@ -44,12 +44,12 @@ def maintenance_tick() -> None:
 
 
 async def _maintain(process: WorkerProcess) -> MaintenanceReport:
-    report = run_maintenance(
+    report = await process.pumps.offload.database(
+        run_maintenance,
         process.db,
         process.settings,
         planner=process.pumps.planner,
         include_prune=process.prune_due(),
-        witness=process.pumps.trail,
     )
     if process.due_every("balance", BALANCE_EVERY_SECONDS):
         await refresh_upstream_balance(process.pumps.client, process.redis)

@@ -1,7 +1,7 @@
 """budget totals: running points on keys and batches, each job's hold
 
 Revision ID: 20261203_0003
-Revises: 20261201_0001
+Revises: 20261203_0002
 Create Date: 2026-12-03 09:00:00
 
 The totals are filled from the rows present: a job holds its cost when known, else its estimate
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "20261203_0003"
-down_revision: str | None = "20261201_0001"
+down_revision: str | None = "20261203_0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -191,19 +191,40 @@ async def pump_context(
 ) -> AsyncIterator[PumpContext]:
     """A `PumpContext` whose MetaChat calls go through ``transport``."""
     client = redis.Redis.from_url(settings.redis_url)
-    async with make_http_client(transport=transport, trust_env=False) as http:
+    traced = SendTracing(transport)
+    async with make_http_client(transport=traced, trust_env=False) as http:
+        ctx = build_pump_context(
+            settings,
+            http=http,
+            db=db,
+            redis_client=client,
+            owner=owner,
+            clock=clock,
+            planner=planner,
+        )
         try:
-            yield build_pump_context(
-                settings,
-                http=http,
-                db=db,
-                redis_client=client,
-                owner=owner,
-                clock=clock,
-                planner=planner,
-            )
+            yield ctx
         finally:
+            ctx.offload.close()
             client.close()
+
+
+class SendTracing(httpx.AsyncBaseTransport):
+    """A test transport that reports, as httpx's own does through httpcore's ``trace``
+    extension, the moment a request starts to leave (the submit pump sends a round in parts
+    and waits for that, `worker.sending`)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        trace = request.extensions.get("trace")
+        if trace is not None:
+            await trace("http11.send_request_headers.started", {"request": request})
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 def sim_transport(

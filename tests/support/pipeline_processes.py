@@ -6,6 +6,7 @@ the way a machine crash would. Output goes to log files in the test's directory.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -146,3 +147,29 @@ def running_pipeline(
         processes.stop()
         sim.stop()
         db.dispose()
+
+
+class CutSubmits(logging.Handler):
+    """Counts submit requests that reached the in-process simulator but whose sender vanished
+    before the simulator read them (uvicorn then reports ``ClientDisconnect``): requests that
+    were on the wire when a worker was killed, yet left no task to count."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and type(error).__name__ == "ClientDisconnect":
+            self.count += 1
+
+
+@contextmanager
+def counting_cut_submits() -> Iterator[CutSubmits]:
+    handler = CutSubmits()
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)

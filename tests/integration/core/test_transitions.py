@@ -159,8 +159,36 @@ def test_a_held_move_that_finds_a_row_gone_rolls_back(db: Database) -> None:
         assert session.scalar(select(func.count()).select_from(JobEvent)) == 0
 
 
-def test_terminal_moves_are_refused_in_bulk(db: Database) -> None:
+def test_a_bulk_terminal_move_queues_the_webhooks_of_the_jobs_that_have_one(
+    db: Database,
+) -> None:
+    key = make_key(db)
+    hooked = [
+        make_job(db, key.id, status="running", webhook_url="https://example.com/h")
+        for _ in range(3)
+    ]
+    plain = make_job(db, key.id, status="running")
+    with db.session() as session:
+        moved = transition_held(
+            session,
+            [{"id": job_id, "cost_points": 8} for job_id in [*hooked, plain]],
+            from_status="running",
+            to_status="succeeded",
+            reason="upstream_succeeded",
+        )
+    assert moved == 4
+    with db.read_session() as session:
+        jobs = session.scalars(select(Job)).all()
+        assert {(job.status, job.cost_points) for job in jobs} == {("succeeded", 8)}
+        assert all(job.finished_at is not None and job.lease_owner is None for job in jobs)
+        deliveries = session.scalars(select(WebhookDelivery)).all()
+        assert sorted(d.job_id or "" for d in deliveries) == sorted(hooked)
+        assert {d.event_type for d in deliveries} == {"job.succeeded"}
+        assert session.scalar(select(func.count()).select_from(JobEvent)) == 4
+
+
+def test_a_bulk_move_the_state_machine_forbids_is_refused(db: Database) -> None:
     with pytest.raises(IllegalTransition), db.session() as session:
         transition_held(
-            session, [{"id": "job_x"}], from_status="running", to_status="succeeded", reason="x"
+            session, [{"id": "job_x"}], from_status="succeeded", to_status="running", reason="x"
         )

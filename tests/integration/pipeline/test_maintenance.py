@@ -47,11 +47,25 @@ def settings(settings_for: SettingsFor, db_url: str) -> Settings:
     return pipeline_settings(settings_for, db_url)
 
 
-def abandoned(key: str, *, ago: float = 120.0) -> dict[str, object]:
-    """A queued job whose submitter held it and vanished ``ago`` seconds ago."""
+def abandoned(key: str, *, ago: float = 120.0, sent: bool = True) -> dict[str, object]:
+    """A queued job whose submitter held it and vanished ``ago`` seconds ago, after marking it
+    sent (``sent``) or before."""
     row = job_row(key)
-    row.update(lease_owner="dead-host:123", lease_until=utcnow() - dt.timedelta(seconds=ago))
+    lease_until = utcnow() - dt.timedelta(seconds=ago)
+    row.update(lease_owner="dead-host:123", lease_until=lease_until)
+    row["submit_sent_at"] = lease_until - dt.timedelta(seconds=30) if sent else None
     return row
+
+
+def test_an_abandoned_submit_never_marked_sent_is_queued_again(
+    db: Database, settings: Settings
+) -> None:
+    key = new_api_key(db)
+    [job_id] = insert_jobs(db, [abandoned(key, sent=False)])
+    report = run_maintenance(db, settings)
+    row = job(db, job_id)
+    assert (report.abandoned_requeued, report.abandoned_failed) == (1, 0)
+    assert (row.status, row.lease_owner, row.due_at is not None) == (QUEUED, None, True)
 
 
 def test_an_abandoned_submit_fails_as_uncertain_instead_of_being_sent_twice(
@@ -105,23 +119,53 @@ def test_an_expired_poll_lease_is_released(db: Database, settings: Settings) -> 
     assert job(db, job_id).lease_owner is None
 
 
-def test_a_running_job_past_its_deadline_times_out(db: Database, settings: Settings) -> None:
+def test_a_running_job_past_its_deadline_gets_a_last_poll_instead_of_timing_out(
+    db: Database, settings: Settings
+) -> None:
     key = new_api_key(db)
+    unpolled = running(key, deadline_in=-1)
+    unpolled["due_at"] = None  # no poll is coming for it
     [late, fine, busy] = insert_jobs(
         db,
-        [
-            running(key, deadline_in=-1),
-            running(key, deadline_in=600),
-            running(key, deadline_in=-1, lease=30),
-        ],
+        [unpolled, running(key, deadline_in=600), running(key, deadline_in=-1, lease=30)],
     )
-    assert run_maintenance(db, settings).timed_out == 1
-    assert job(db, late).status == TIMED_OUT
-    assert job(db, late).error_code == "deadline_exceeded"
-    assert job(db, late).upstream_task_id == "t-1"
-    # the reconcile pass will still look at it
-    assert job(db, late).due_at is not None
+    before = utcnow()
+    report = run_maintenance(db, settings)
+    assert (report.last_polls, report.timed_out) == (1, 0)
+    row = job(db, late)
+    # due now: the poll pump decides (tests/integration/pipeline/test_poll_pump.py)
+    assert row.status == RUNNING
+    assert row.due_at is not None and row.due_at <= utcnow()
+    assert row.due_at >= before
     assert job(db, fine).status == job(db, busy).status == RUNNING
+    # asked once: the next pass has nothing to do
+    assert run_maintenance(db, settings).last_polls == 0
+
+
+def test_a_failed_last_poll_keeps_its_own_retry_within_the_grace(
+    db: Database, settings: Settings
+) -> None:
+    key = new_api_key(db)
+    retrying = running(key, deadline_in=-1)
+    retrying["due_at"] = utcnow() + dt.timedelta(seconds=3)  # the poll pump's back-off
+    stuck = running(key, deadline_in=-1)
+    stuck["due_at"] = utcnow() + dt.timedelta(hours=1)  # no poll would come in time
+    [kept, asked] = insert_jobs(db, [retrying, stuck])
+    assert run_maintenance(db, settings).last_polls == 1
+    assert job(db, kept).due_at == retrying["due_at"]
+    due = job(db, asked).due_at
+    assert due is not None and due <= utcnow()
+
+
+def test_a_running_job_with_no_task_id_times_out_at_its_deadline(
+    db: Database, settings: Settings
+) -> None:
+    key = new_api_key(db)
+    row = running(key, deadline_in=-1)
+    row["upstream_task_id"] = None
+    [job_id] = insert_jobs(db, [row])
+    assert run_maintenance(db, settings).timed_out == 1
+    assert (job(db, job_id).status, job(db, job_id).error_code) == (TIMED_OUT, "deadline_exceeded")
 
 
 def test_a_batch_completes_once_nothing_is_queued_or_running(

@@ -4,8 +4,8 @@
     python -m bench.run --only pipeline,ingest --quick
     python -m bench.run --only pipeline --jobs 5000 --runs 5
 
-Benchmarks: pipeline, polling, ingest, fairness, api. ``--quick`` shrinks every size for a fast
-look; quick results are printed but not written to the document unless ``--write`` is given.
+Benchmarks: pipeline, polling, ingest, fairness, api, idle. ``--quick`` shrinks every size for a
+fast look; quick results are printed but not written to the document unless ``--write`` is given.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from rich.table import Table
 from bench.report import Section, command_line, machine_facts, machine_section, write_sections
 from bench.stack import Stack, fresh_postgres, server_versions
 
-NAMES = ("pipeline", "polling", "ingest", "fairness", "api")
+NAMES = ("pipeline", "polling", "ingest", "fairness", "api", "idle")
 console = Console(stderr=True)
 
 
@@ -120,12 +120,19 @@ def bench_api(args: argparse.Namespace) -> Section:
     )
 
 
+def bench_idle(args: argparse.Namespace) -> Section:
+    from bench.idle import run_idle
+
+    return run_idle(seconds=20 if args.quick else 60, progress=_say("idle"))
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], Section]] = {
     "pipeline": bench_pipeline,
     "polling": bench_polling,
     "ingest": bench_ingest,
     "fairness": bench_fairness,
     "api": bench_api,
+    "idle": bench_idle,
 }
 
 

@@ -21,8 +21,7 @@ from core.budget import settle_costs
 from core.cancel import cancel_job
 from core.db import Database
 from core.limiter import Grant
-from core.maintenance import time_out_overdue
-from core.schedule import PollPlanner
+from core.maintenance import time_out_job
 from core.settings import Settings
 from core.tables import (
     CANCELLED,
@@ -209,7 +208,18 @@ def test_a_timed_out_job_counts_until_its_late_cost_is_known(
     submit(db, settings, up.submitted("task-slow"))
     later = utcnow() + dt.timedelta(minutes=5)
     with db.session() as session:
-        time_out_overdue(session, now=later, planner=PollPlanner({}))
+        # what the poll pump does when the last poll after the deadline finds the task going
+        row = session.get(Job, first)
+        assert row is not None
+        time_out_job(
+            session,
+            first,
+            submitted_at=row.submitted_at,
+            deadline_at=row.deadline_at,
+            upstream_task_id=row.upstream_task_id,
+            now=later,
+            reconcile_at=later,
+        )
     assert job(db, first).status == TIMED_OUT
     [second] = insert_jobs(db, [_priced(key, 50)])
     submit(db, settings, up.submitted())

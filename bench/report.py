@@ -145,20 +145,26 @@ def render(section: Section, *, command: str) -> str:
 
 
 def write_sections(sections: Sequence[Section], *, command: str, path: Path = DOC_PATH) -> None:
-    """Replace (or add, in `ORDER`) each section's block in the document."""
+    """Replace each section's block where it stands, keeping the prose between blocks; a block
+    the document lacks is added after the last block that comes before it in `ORDER`."""
     text = path.read_text() if path.exists() else DOC_HEADER
-    blocks = _blocks(text)
     for section in sections:
-        blocks[section.key] = render(section, command=command)
-    keys = [k for k in ORDER if k in blocks] + sorted(k for k in blocks if k not in ORDER)
-    head = text.split("<!-- bench:", 1)[0] if "<!-- bench:" in text else text
-    out = head.rstrip() + "\n\n"
-    for key in keys:
-        out += f"<!-- bench:{key} -->\n{blocks[key].rstrip()}\n<!-- /bench:{key} -->\n\n"
+        block = _block(section.key, render(section, command=command))
+        found = _block_pattern(section.key).search(text)
+        if found:
+            text = text[: found.start()] + block + text[found.end() :]
+            continue
+        earlier = ORDER[: ORDER.index(section.key)] if section.key in ORDER else ORDER
+        anchors = [m for k in earlier if (m := _block_pattern(k).search(text))]
+        at = max((m.end() for m in anchors), default=len(text.rstrip()))
+        text = text[:at].rstrip() + "\n\n" + block + "\n\n" + text[at:].lstrip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(out.rstrip() + "\n")
+    path.write_text(text.rstrip() + "\n")
 
 
-def _blocks(text: str) -> dict[str, str]:
-    pattern = re.compile(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", re.S)
-    return {m.group(1): m.group(2) for m in pattern.finditer(text)}
+def _block(key: str, body: str) -> str:
+    return f"<!-- bench:{key} -->\n{body.rstrip()}\n<!-- /bench:{key} -->"
+
+
+def _block_pattern(key: str) -> re.Pattern[str]:
+    return re.compile(rf"<!-- bench:{key} -->\n.*?<!-- /bench:{key} -->", re.S)

@@ -21,7 +21,7 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
@@ -39,7 +39,8 @@ def last_poll_grace(settings: Settings) -> float:
     return 2 * call_budget_seconds(settings)
 
 
-def _is_due(now: dt.datetime) -> ColumnElement[bool]:
+def is_due(now: dt.datetime) -> ColumnElement[bool]:
+    """Rows whose next step is due at ``now`` (no ``due_at`` means at once)."""
     return or_(Job.due_at.is_(None), Job.due_at <= now)
 
 
@@ -49,7 +50,7 @@ def _lease_free(now: dt.datetime) -> ColumnElement[bool]:
 
 def any_due(session: Session, *, status: str, now: dt.datetime) -> bool:
     """Whether a row of ``status`` is due and unleased: the cheap check before a claim."""
-    conditions = [Job.status == status, _is_due(now), _lease_free(now)]
+    conditions = [Job.status == status, is_due(now), _lease_free(now)]
     if status == QUEUED:
         conditions.append(Job.lease_owner.is_(None))
     row = session.execute(select(Job.id).where(*conditions).limit(1)).first()
@@ -64,39 +65,40 @@ def next_due_at(session: Session, *, status: str) -> dt.datetime | None:
     return value
 
 
-def submit_candidates(session: Session, *, now: dt.datetime, limit: int) -> list[Job]:
-    """Up to ``limit`` due, unclaimed queued jobs in fair order (locked on PostgreSQL).
+def submit_candidates(session: Session, *, now: dt.datetime, limit: int) -> Sequence[Row[Any]]:
+    """Up to ``limit`` due, unclaimed queued jobs in fair order, read without locks.
 
     Order: rank within ``coalesce(batch_id, api_key_id)`` first (a round-robin over batches and
-    keys), then priority and age. Claim the ones you can submit with `lease_jobs`.
+    keys), then priority and age. Each row carries what the submit claim decides on; the claim
+    then takes the ones it can submit with `lease_jobs`, whose compare-and-set settles races.
     """
     tenant = func.coalesce(Job.batch_id, Job.api_key_id)
     order = (Job.priority.desc(), Job.created_at, Job.id)
     ranked = (
         select(
-            Job.id.label("id"),
-            Job.priority.label("priority"),
-            Job.created_at.label("created_at"),
+            Job.id,
+            Job.provider,
+            Job.api_key_id,
+            Job.batch_id,
+            Job.model,
+            Job.action,
+            Job.source_job_id,
+            Job.estimated_points,
+            Job.points_held,
+            Job.points_held_on,
+            Job.priority,
+            Job.created_at,
             func.row_number().over(partition_by=tenant, order_by=order).label("turn"),
         )
-        .where(Job.status == QUEUED, _is_due(now), Job.lease_owner.is_(None))
+        .where(Job.status == QUEUED, is_due(now), Job.lease_owner.is_(None))
         .subquery("ranked")
     )
-    # Pick the ids first so only `limit` full rows are joined, sorted and locked.
-    picked = (
-        select(ranked.c.id, ranked.c.turn)
+    statement = (
+        select(ranked)
         .order_by(ranked.c.turn, ranked.c.priority.desc(), ranked.c.created_at, ranked.c.id)
         .limit(limit)
-        .subquery("picked")
     )
-    statement = (
-        select(Job)
-        .join(picked, picked.c.id == Job.id)
-        .order_by(picked.c.turn, *order)
-        .with_for_update(skip_locked=True, of=Job)
-        .execution_options(populate_existing=True)
-    )
-    return list(session.execute(statement).scalars())
+    return session.execute(statement).all()
 
 
 def lease_jobs(

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, or_, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from core import claims
@@ -124,7 +124,7 @@ def _look(ctx: PumpContext, session: Session, *, now: dt.datetime) -> _Plan:
     A source job's state read here stays true: a succeeded or failed source never changes,
     and deferring a follow-up whose source finishes meanwhile only delays it a little.
     """
-    candidates = _due_in_fair_order(session, now=now, limit=claim_limit(ctx))
+    candidates = claims.submit_candidates(session, now=now, limit=claim_limit(ctx))
     plan = _Plan()
     if not candidates:
         return plan
@@ -190,42 +190,6 @@ def _preview_budgets(
     refused = preview.admit(rows, plan.estimates).refused
     plan.unlikely = [c.id for c in plan.sendable if c.id in refused]
     plan.sendable = [c for c in plan.sendable if c.id not in refused]
-
-
-def _due_in_fair_order(session: Session, *, now: dt.datetime, limit: int) -> Sequence[Row[Any]]:
-    """Up to ``limit`` due, unclaimed queued jobs, ranked within their batch (or key) first so
-    every batch and key gets a turn (the order of `claims.submit_candidates`), without locks."""
-    tenant = func.coalesce(Job.batch_id, Job.api_key_id)
-    order = (Job.priority.desc(), Job.created_at, Job.id)
-    ranked = (
-        select(
-            Job.id,
-            Job.provider,
-            Job.api_key_id,
-            Job.batch_id,
-            Job.model,
-            Job.action,
-            Job.source_job_id,
-            Job.estimated_points,
-            Job.points_held,
-            Job.points_held_on,
-            Job.priority,
-            Job.created_at,
-            func.row_number().over(partition_by=tenant, order_by=order).label("turn"),
-        )
-        .where(Job.status == QUEUED, _due(now), Job.lease_owner.is_(None))
-        .subquery("ranked")
-    )
-    statement = (
-        select(ranked)
-        .order_by(ranked.c.turn, ranked.c.priority.desc(), ranked.c.created_at, ranked.c.id)
-        .limit(limit)
-    )
-    return session.execute(statement).all()
-
-
-def _due(now: dt.datetime) -> ColumnElement[bool]:
-    return or_(Job.due_at.is_(None), Job.due_at <= now)
 
 
 def _ask_limiter(ctx: PumpContext, plan: _Plan) -> dict[str, list[str]]:
@@ -320,7 +284,7 @@ def _lock_jobs(session: Session, job_ids: set[str], *, now: dt.datetime) -> dict
             Job.id.in_(sorted(job_ids)),
             Job.status == QUEUED,
             Job.lease_owner.is_(None),
-            _due(now),
+            claims.is_due(now),
         )
         .with_for_update(skip_locked=True, of=Job)
         .execution_options(populate_existing=True)

@@ -33,7 +33,22 @@ from worker.poll import run_poll_pump
 from worker.submit import run_submit_pump
 
 LAYERS = (
-    ("HTTP client (httpx, httpcore, h11, anyio)", ("httpx", "httpcore", "h11", "anyio", "sniffio")),
+    (
+        "HTTP client (httpx, aiohttp and their parts)",
+        (
+            "httpx",
+            "httpx_aiohttp",
+            "aiohttp",
+            "yarl",
+            "multidict",
+            "propcache",
+            "aiohappyeyeballs",
+            "httpcore",
+            "h11",
+            "anyio",
+            "sniffio",
+        ),
+    ),
     ("SQL (SQLAlchemy, psycopg)", ("sqlalchemy", "psycopg")),
     ("Redis client", ("redis",)),
     ("asyncio and threads", ("asyncio", "concurrent", "threading", "selectors", "queue")),
@@ -81,6 +96,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--no-profile", action="store_true", help="CPU per job only")
+    parser.add_argument("--top", type=int, default=0, help="also list the N costliest functions")
+    parser.add_argument(
+        "--callers", default="", help="list who calls functions with this name, and how often"
+    )
     args = parser.parse_args()
     port = free_port()
     sim = subprocess.Popen(
@@ -136,6 +155,18 @@ def main() -> None:
         return
     for name, value in sorted(by_layer.items(), key=lambda item: -item[1]):
         print(f"  {name:48s} {1000 * value / args.jobs:6.2f} ms/job  {value / total:6.1%}")
+    if args.top:
+        print(f"The {args.top} costliest functions (own time):")
+        for stat in sorted(yappi.get_func_stats(), key=lambda s: -s.tsub)[: args.top]:
+            where = f"{os.path.basename(stat.module)}:{stat.lineno} {stat.name}"
+            print(f"  {1000 * stat.tsub / args.jobs:6.3f} ms/job  {stat.ncall:8d} calls  {where}")
+    if args.callers:
+        print(f"Callers of {args.callers}:")
+        for stat in yappi.get_func_stats():
+            for child in stat.children:
+                if child.name.split(".")[-1] == args.callers:
+                    where = f"{os.path.basename(stat.module)}:{stat.lineno} {stat.name}"
+                    print(f"  {child.ncall:8d} calls from {where}")
 
 
 def _sim_stats(port: int) -> dict[str, int]:

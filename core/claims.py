@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
-from core.tables import QUEUED, RUNNING, TIMED_OUT, Job
+from core.tables import DELIVERY_PENDING, QUEUED, RUNNING, TIMED_OUT, Job, WebhookDelivery
 
 
 def call_budget_seconds(settings: Settings) -> float:
@@ -55,6 +56,79 @@ def any_due(session: Session, *, status: str, now: dt.datetime) -> bool:
         conditions.append(Job.lease_owner.is_(None))
     row = session.execute(select(Job.id).where(*conditions).limit(1)).first()
     return row is not None
+
+
+@dataclass(frozen=True)
+class DueWork:
+    """What a pulse found: whether each pump has work now (or, for polls, when it will)."""
+
+    submit: bool
+    poll_at: dt.datetime | None
+    deliver: bool
+
+    def kinds(self, *, now: dt.datetime, within: dt.timedelta) -> list[str]:
+        """The pumps with work due now or (polls) within ``within``, in pump order."""
+        found = []
+        if self.submit:
+            found.append("submit")
+        if self.poll_at is not None and self.poll_at <= now + within:
+            found.append("poll")
+        if self.deliver:
+            found.append("deliver")
+        return found
+
+
+def due_work(session: Session, *, now: dt.datetime) -> DueWork:
+    """Whether the submit, poll and deliver pumps have anything to do, in one statement.
+
+    Each part is a ``LIMIT 1`` on its own index (the ones `any_due`, `next_poll_due` and the
+    delivery claim use), so an idle service pays one indexed read per pulse for all three.
+    """
+    submit = (
+        select(Job.id)
+        .where(
+            Job.status == QUEUED,
+            is_due(now),
+            _lease_free(now),
+            Job.lease_owner.is_(None),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+
+    def earliest(status: str) -> Any:
+        return (
+            select(Job.due_at)
+            .where(Job.status == status, Job.due_at.is_not(None), _lease_free(now))
+            .order_by(Job.due_at)
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    delivery = (
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.state == DELIVERY_PENDING,
+            WebhookDelivery.due_at <= now,
+            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until <= now),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    row = session.execute(
+        select(
+            submit.label("submit"),
+            earliest(RUNNING).label("running"),
+            earliest(TIMED_OUT).label("timed_out"),
+            delivery.label("delivery"),
+        )
+    ).one()
+    polls = [_aware(value) for value in (row.running, row.timed_out) if value is not None]
+    return DueWork(
+        submit=row.submit is not None,
+        poll_at=min(polls, default=None),
+        deliver=row.delivery is not None,
+    )
 
 
 def next_due_at(session: Session, *, status: str) -> dt.datetime | None:

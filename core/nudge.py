@@ -14,6 +14,7 @@ from celery import Celery
 
 log = logging.getLogger(__name__)
 
+PULSE_TICK = "mcjobs.tick.pulse"
 SUBMIT_TICK = "mcjobs.tick.submit"
 POLL_TICK = "mcjobs.tick.poll"
 MAINTENANCE_TICK = "mcjobs.tick.maintenance"
@@ -35,11 +36,13 @@ def _sender(broker_url: str) -> Celery:
         return app
 
 
-def nudge(broker_url: str, task_name: str) -> bool:
-    """Send one tick message; never raises (a nudge that cannot be sent is just a later tick)."""
+def nudge(broker_url: str, task_name: str, *, expires: float = 30.0) -> bool:
+    """Send one tick message; never raises (a nudge that cannot be sent is just a later tick).
+
+    A tick not started within ``expires`` seconds is dropped unstarted."""
     try:
         _sender(broker_url).send_task(
-            task_name, queue=TICK_QUEUE, expires=30, retry=False, ignore_result=True
+            task_name, queue=TICK_QUEUE, expires=expires, retry=False, ignore_result=True
         )
     except Exception as exc:  # a broker outage must not fail the request that committed work
         log.warning("nudge %s not sent: %s", task_name, type(exc).__name__)

@@ -33,6 +33,7 @@ from metachat.errors import (
 )
 from metachat.specs import path_with_id
 from metachat.tasks import SubmitRequest, UpstreamTask, UsageRecord
+from metachat.transport import MetaChatTransport
 
 logger = logging.getLogger(__name__)
 
@@ -68,17 +69,18 @@ def make_http_client(
     redirects are never followed, and connections are pooled for reuse across pump ticks.
     Create it on the event loop that will use it.
     """
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_keepalive_connections,
+        keepalive_expiry=keepalive_expiry,
+    )
     return httpx.AsyncClient(
         timeout=httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=write_timeout, pool=pool_timeout
         ),
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_keepalive_connections,
-            keepalive_expiry=keepalive_expiry,
-        ),
+        limits=limits,
         follow_redirects=False,
-        transport=transport,
+        transport=transport or MetaChatTransport(limits=limits, trust_env=trust_env),
         trust_env=trust_env,
         headers={"User-Agent": USER_AGENT},
     )

@@ -16,21 +16,29 @@ from celery.signals import after_setup_logger, worker_process_init, worker_proce
 from core import nudge
 from core.settings import Settings, get_settings
 
-TICKS = (nudge.SUBMIT_TICK, nudge.POLL_TICK, nudge.MAINTENANCE_TICK, nudge.DELIVER_TICK)
+# The pulse is what beat sends; the others are what a pulse and the API hand out as nudges.
+TICKS = (
+    nudge.PULSE_TICK,
+    nudge.SUBMIT_TICK,
+    nudge.POLL_TICK,
+    nudge.MAINTENANCE_TICK,
+    nudge.DELIVER_TICK,
+)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Every pump ticked every ``BEAT_INTERVAL_SECONDS``; a tick not started within two
-    intervals is dropped."""
+    """One pulse every ``BEAT_INTERVAL_SECONDS`` (a pulse not started within two intervals
+    is dropped). The pulse looks at what is due for every pump in one read and runs or hands
+    out the pumps that have work (`worker.tasks.pulse_tick`), so an idle service costs one
+    message and one read a second rather than one per pump."""
     interval = settings.beat_interval_seconds
     expires = max(2.0 * interval, 1.0)
     return {
-        name: {
-            "task": name,
+        nudge.PULSE_TICK: {
+            "task": nudge.PULSE_TICK,
             "schedule": interval,
             "options": {"queue": nudge.TICK_QUEUE, "expires": expires},
         }
-        for name in TICKS
     }
 
 

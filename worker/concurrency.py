@@ -10,6 +10,7 @@ answers coalesce into the next write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
@@ -42,20 +43,41 @@ async def settle_as_completed(
     """
     if coalesce_seconds is None:
         coalesce_seconds = COALESCE_SECONDS
-    pending: set[asyncio.Future[T]] = {asyncio.ensure_future(call) for call in calls}
+    futures = [asyncio.ensure_future(call) for call in calls]
+    # Each call reports its own end (one callback per call, not one `asyncio.wait` over every
+    # pending call per wake-up, whose cost grows with the square of the round's size).
+    finished: list[asyncio.Future[T]] = []  # ended, not yet handed to a write
+    ended = 0
+    woke = asyncio.Event()
+    all_done = asyncio.Event()
+
+    def on_done(future: asyncio.Future[T]) -> None:
+        nonlocal ended
+        ended += 1
+        finished.append(future)
+        woke.set()
+        if ended == len(futures):
+            all_done.set()
+
+    for future in futures:
+        future.add_done_callback(on_done)
     written = 0
     try:
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if pending and coalesce_seconds > 0:
-                more, pending = await asyncio.wait(pending, timeout=coalesce_seconds)
-                done |= more
-            results = [future.result() for future in done]
-            await write(results)
-            written += len(results)
+        while written < len(futures):
+            await woke.wait()
+            if coalesce_seconds > 0 and not all_done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(coalesce_seconds):
+                        await all_done.wait()
+            woke.clear()
+            done, finished[:] = finished[:], []
+            await write([future.result() for future in done])
+            written += len(done)
     except BaseException:
         if on_write_failure is not None:
             on_write_failure()
+        # every call not yet handed to a write: still on the wire, or ended meanwhile
+        pending = {future for future in futures if not future.done()} | set(finished)
         if pending:
             await _record_the_rest(pending, write)
         raise

@@ -1,11 +1,22 @@
-"""The four Celery tasks. Each is a thin door into a pump that runs on the process's loop."""
+"""The Celery tasks. Each is a thin door into pumps that run on the process's loop.
+
+Beat sends only the pulse. A pulse reads, in one statement, which pumps have work
+(`core.claims.due_work`); it runs the first of them itself, together with maintenance, and
+hands each other one to the next free process as that pump's tick, so a busy service keeps
+every process at work and an idle one pays one message and one indexed read a second. The API
+sends the submit and deliver ticks directly when it commits work for them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-from core import nudge
+from core import claims, nudge
 from core.maintenance import MaintenanceReport, run_maintenance
 from worker.balance import BALANCE_EVERY_SECONDS, refresh_upstream_balance
 from worker.celery_app import app
@@ -21,6 +32,64 @@ def _tick_task(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
 def _window(process: WorkerProcess) -> float:
     # Stay busy until just before the next beat tick, then make room for it.
     return 0.9 * process.settings.beat_interval_seconds
+
+
+log = logging.getLogger(__name__)
+
+_PUMP_TICKS = {
+    "submit": nudge.SUBMIT_TICK,
+    "poll": nudge.POLL_TICK,
+    "deliver": nudge.DELIVER_TICK,
+}
+
+
+@_tick_task(nudge.PULSE_TICK)
+def pulse_tick() -> None:
+    process = current_process()
+    process.run_tick("pulse", lambda: _pulse(process))
+
+
+async def _pulse(process: WorkerProcess) -> None:
+    pumps = process.pumps
+    now = pumps.clock()
+    window = _window(process)
+    found = await pumps.offload.database(_due_work, process, now)
+    kinds = found.kinds(now=now, within=dt.timedelta(seconds=window))
+    # a hand-out still waiting when the next pulse comes is worthless: that pulse hands out anew
+    expires = max(2.0 * process.settings.beat_interval_seconds, 1.0)
+    for kind in kinds[1:]:
+        # another process takes it; a nudge that cannot be sent only waits for the next pulse
+        await pumps.offload.best_effort(
+            f"handing out the {kind} tick",
+            functools.partial(
+                nudge.nudge, process.settings.redis_url, _PUMP_TICKS[kind], expires=expires
+            ),
+            False,
+        )
+    runs: list[Coroutine[Any, Any, Any]] = [_maintain(process)]
+    if kinds:
+        runs.append(_run_pump(process, kinds[0], window))
+    failures = [
+        result
+        for result in await asyncio.gather(*runs, return_exceptions=True)
+        if isinstance(result, BaseException)
+    ]
+    if failures:
+        raise failures[0]
+
+
+def _due_work(process: WorkerProcess, now: dt.datetime) -> claims.DueWork:
+    with process.db.read_session() as session:
+        return claims.due_work(session, now=now)
+
+
+async def _run_pump(process: WorkerProcess, kind: str, window: float) -> Any:
+    if kind == "submit":
+        return await run_submit_pump(process.pumps, window_seconds=window)
+    if kind == "poll":
+        return await run_poll_pump(process.pumps, window_seconds=window)
+    delivering = _deliver(process)
+    return await delivering if delivering is not None else None
 
 
 @_tick_task(nudge.SUBMIT_TICK)

@@ -1,4 +1,4 @@
-"""The Celery wiring: four expendable ticks on one queue, nothing stored, nothing piled up."""
+"""The Celery wiring: expendable ticks on one queue, nothing stored, nothing piled up."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ def settings(**values: object) -> Settings:
     return Settings(_env_file=None, redis_url="redis://127.0.0.1:1/0", **values)  # type: ignore[call-arg]
 
 
-def test_beat_ticks_every_pump_at_the_configured_interval() -> None:
+def test_beat_sends_one_pulse_at_the_configured_interval() -> None:
     app = create_celery_app(settings(beat_interval_seconds=0.5))
     schedule = app.conf.beat_schedule
-    assert sorted(entry["task"] for entry in schedule.values()) == sorted(TICKS)
+    assert [entry["task"] for entry in schedule.values()] == [nudge.PULSE_TICK]
     for entry in schedule.values():
         assert entry["schedule"] == 0.5
         assert entry["options"]["queue"] == nudge.TICK_QUEUE

@@ -71,18 +71,23 @@ class RoundSender:
         self.parts = [list(job_ids[bounds[k] : bounds[k + 1]]) for k in range(count)]
         loop = asyncio.get_running_loop()
         self._turns: dict[str, asyncio.Future[bool]] = {}
-        self._left: dict[str, asyncio.Event] = {}
-        for part in self.parts:
+        # per part: the jobs whose requests have not started to leave, and "all have left"
+        self._part_of: dict[str, int] = {}
+        self._waiting: list[set[str]] = []
+        self._all_left: list[asyncio.Event] = []
+        for index, part in enumerate(self.parts):
             turn: asyncio.Future[bool] = loop.create_future()
             for job_id in part:
                 self._turns[job_id] = turn
-                self._left[job_id] = asyncio.Event()
+                self._part_of[job_id] = index
+            self._waiting.append(set(part))
+            self._all_left.append(asyncio.Event())
         self._marked: set[str] = set()
 
     async def run(self, mark: Callable[[list[str]], Awaitable[set[str]]]) -> None:
         """Mark each part, let its calls go, wait until they have all left, then the next."""
         try:
-            for part in self.parts:
+            for index, part in enumerate(self.parts):
                 turn = self._turns[part[0]]
                 if turn.done():  # stopped
                     return
@@ -90,7 +95,7 @@ class RoundSender:
                 if turn.done():  # stopped while the mark was written: this part stays home
                     return
                 turn.set_result(True)
-                await asyncio.gather(*(self._left[job_id].wait() for job_id in part))
+                await self._all_left[index].wait()
         finally:
             self.stop()
 
@@ -108,7 +113,11 @@ class RoundSender:
         return go
 
     def left(self, job_id: str) -> None:
-        self._left[job_id].set()
+        index = self._part_of[job_id]
+        waiting = self._waiting[index]
+        waiting.discard(job_id)
+        if not waiting:
+            self._all_left[index].set()
 
     def leaving(self, job_id: str) -> contextvars.Token[Callable[[], None] | None]:
         """Report ``job_id`` as leaving when the current task's request starts to go out."""

@@ -3,8 +3,8 @@
 The stack is the pipeline benchmark's (`mcjobs worker -c 2`, `mcjobs beat`, the `instant`
 simulator, a fresh PostgreSQL database, a private Redis). A few jobs run first so every pool
 process has opened its connections and loaded its modules; then the stack idles while beat
-ticks every pump each second, and the CPU the OS reports for the worker and beat trees over
-the window is divided by the window: the share of one core the idle service takes.
+sends one pulse a second (one read for every pump), and the CPU the OS reports for the worker
+and beat trees over the window is divided by the window: the share of one core it takes.
 """
 
 from __future__ import annotations
@@ -69,9 +69,10 @@ def run_idle(
             prose(
                 f"""The pipeline stack (`mcjobs worker -c 2` and `mcjobs beat`, the `instant`
                 simulator, PostgreSQL, a private Redis) runs {WARMUP_JOBS} jobs to warm up,
-                settles {settle:.0f} s, then idles for {elapsed:.0f} s while beat ticks every
-                pump each second. The share of one core is the user+system CPU of each process
-                tree over the window divided by the window."""
+                settles {settle:.0f} s, then idles for {elapsed:.0f} s while beat sends one
+                pulse a second (one indexed read covers every pump). The share of one core
+                is the user+system CPU of each process tree over the window divided by the
+                window."""
             ),
             table(["process tree", "share of one core"], rows),
         ]

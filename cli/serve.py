@@ -54,17 +54,26 @@ def worker(
         int | None, typer.Option(help="Worker processes (default: CPUs).")
     ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    hostname: Annotated[
+        str | None,
+        typer.Option(
+            help="Celery node name, unique per node (default: mcjobs-<pid>@<host>; "
+            "%h, %n and %d expand as in Celery)."
+        ),
+    ] = None,
 ) -> None:
-    """Run a Celery worker: the submit, poll, maintenance and deliver pumps."""
+    """Run a Celery worker: the submit, poll, maintenance and deliver pumps. Run as many as
+    you like, on as many machines: each claims its own rows."""
     from worker.runner import run_worker
 
-    run_worker(concurrency=concurrency, loglevel=loglevel)
+    run_worker(concurrency=concurrency, loglevel=loglevel, hostname=hostname)
 
 
 def beat(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
-    """Run Celery beat, which ticks every pump each second. Run exactly one."""
+    """Run Celery beat, which ticks every pump each second. Run one; a second one by mistake
+    only doubles the ticks (docs/scaling.md)."""
     from worker.runner import run_beat
 
     run_beat(loglevel=loglevel)
@@ -91,7 +100,7 @@ def migrate(
     from core.migrate import upgrade
 
     settings = get_settings()
-    upgrade(settings.database_url, revision)
+    upgrade(settings.database_url, revision, prepared_statements=settings.db_prepared_statements)
     typer.echo(f"database at revision {revision}")
 
 

@@ -134,3 +134,16 @@ def rabbitmq_vhost() -> Iterator[str]:
         yield f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{vhost}"
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+def rabbitmq_queues(broker_url: str) -> set[str]:
+    """The queue names in the vhost of ``broker_url``."""
+    vhost = broker_url.rsplit("/", 1)[1]
+    listed = subprocess.run(
+        ["rabbitmqctl", "list_queues", "-p", vhost, "--quiet", "--no-table-headers", "name"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return {line.strip() for line in listed.stdout.splitlines() if line.strip()}

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,7 @@ def _pgbouncer_config(directory: Path, database_url: str, port: int, pool_size: 
                 "auth_type = trust",
                 f"auth_file = {users}",
                 "pool_mode = transaction",
+                f"admin_users = {user}",
                 "max_client_conn = 1000",
                 f"default_pool_size = {pool_size}",
                 # psycopg sends no such parameters, but other drivers and tools do
@@ -74,10 +76,41 @@ def _pgbouncer_config(directory: Path, database_url: str, port: int, pool_size: 
     return config
 
 
+@dataclass
+class PgBouncer:
+    """A running private PgBouncer: ``url`` is the database URL pointed at it."""
+
+    url: str
+    port: int
+    pid: int
+    user: str
+
+    def stats(self) -> dict[str, int]:
+        """``SHOW STATS`` for the pooled database: ``total_query_count``, ``total_xact_count``
+        and the other counters since start (the admin console speaks only the simple query
+        protocol, which psql uses)."""
+        database = make_url(self.url).database
+        out = subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", "pgbouncer"]
+            + ["-A", "-F", "\t", "-P", "footer=off", "-c", "SHOW STATS"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        lines = out.stdout.splitlines()
+        header = lines[0].split("\t")
+        for line in lines[1:]:
+            values = dict(zip(header, line.split("\t"), strict=False))
+            if values.get("database") == database:
+                return {k: int(v) for k, v in values.items() if v.lstrip("-").isdigit()}
+        return {}
+
+
 @contextmanager
-def pgbouncer(database_url: str, *, pool_size: int = 10) -> Iterator[str]:
-    """A private PgBouncer (transaction pooling) in front of ``database_url``: yields the same
-    URL pointed at it. Skips the test when Debian's ``pgbouncer`` is not installed."""
+def pgbouncer_server(database_url: str, *, pool_size: int = 10) -> Iterator[PgBouncer]:
+    """A private PgBouncer (transaction pooling) in front of ``database_url``. Skips the test
+    when Debian's ``pgbouncer`` is not installed."""
     binary = pgbouncer_binary()
     if binary is None:
         pytest.skip("pgbouncer is not installed (apt-get install pgbouncer; .ci/run does)")
@@ -100,8 +133,12 @@ def pgbouncer(database_url: str, *, pool_size: int = 10) -> Iterator[str]:
             raise RuntimeError(
                 "pgbouncer did not start: " + (directory / "pgbouncer.log").read_text()
             )
-        yield make_url(database_url).set(host="127.0.0.1", port=port).render_as_string(
-            hide_password=False
+        url = make_url(database_url)
+        yield PgBouncer(
+            url=url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False),
+            port=port,
+            pid=process.pid,
+            user=url.username or "postgres",
         )
     finally:
         process.terminate()
@@ -111,6 +148,13 @@ def pgbouncer(database_url: str, *, pool_size: int = 10) -> Iterator[str]:
             process.kill()
             process.wait(timeout=10)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def pgbouncer(database_url: str, *, pool_size: int = 10) -> Iterator[str]:
+    """`pgbouncer_server`, yielding only the pooled URL."""
+    with pgbouncer_server(database_url, pool_size=pool_size) as server:
+        yield server.url
 
 
 def _rabbitmqctl(*args: str) -> None:

@@ -149,12 +149,40 @@ def health_redis() -> None:
     raise typer.Exit(0 if ok else 1)
 
 
+@health_app.command("broker")
+def health_broker() -> None:
+    """Healthy when BROKER_URL (Redis or RabbitMQ; REDIS_URL when unset) accepts a connection."""
+    from kombu import Connection
+
+    try:
+        with Connection(get_settings().broker_url, connect_timeout=5) as connection:
+            connection.ensure_connection(max_retries=1, timeout=5)
+        ok = True
+    except Exception:  # any transport's connection error means "not healthy"
+        ok = False
+    raise typer.Exit(0 if ok else 1)
+
+
 @health_app.command("worker")
-def health_worker() -> None:
+def health_worker(
+    node: Annotated[
+        str | None,
+        typer.Option(help="Node name to ping (default: any node named …@<this host>)."),
+    ] = None,
+) -> None:
     """Healthy when this host's Celery worker answers a ping."""
     import socket
 
     from worker.celery_app import app as celery_app
 
-    replies = celery_app.control.ping(destination=[f"celery@{socket.gethostname()}"], timeout=5.0)
+    if node is not None:
+        replies = celery_app.control.ping(destination=[node], timeout=5.0)
+    else:
+        host = socket.gethostname()
+        replies = [
+            reply
+            for reply in celery_app.control.ping(timeout=5.0)
+            for name in reply
+            if name.endswith(f"@{host}")
+        ]
     raise typer.Exit(0 if replies else 1)

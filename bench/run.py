@@ -4,8 +4,9 @@
     python -m bench.run --only pipeline,ingest --quick
     python -m bench.run --only pipeline --jobs 5000 --runs 5
 
-Benchmarks: pipeline, polling, ingest, fairness, api, idle, nodes. ``--quick`` shrinks every size for a
-fast look; quick results are printed but not written to the document unless ``--write`` is given.
+Benchmarks: pipeline, polling, ingest, fairness, api, idle, nodes. ``--quick`` shrinks every
+size for a fast look; quick results are printed but not written to the document unless
+``--write`` is given.
 """
 
 from __future__ import annotations

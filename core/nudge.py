@@ -39,7 +39,8 @@ def _sender(broker_url: str) -> Celery:
 
 
 def nudge(broker_url: str, task_name: str) -> bool:
-    """Send one tick message to `broker_url` (``Settings.broker_url``); never raises (a nudge that cannot be sent is just a later tick)."""
+    """Send one tick message to `broker_url` (``Settings.broker_url``); never raises (a nudge
+    that cannot be sent is just a later tick)."""
     try:
         _sender(broker_url).send_task(
             task_name, queue=TICK_QUEUE, expires=30, retry=False, ignore_result=True

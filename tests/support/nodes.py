@@ -91,8 +91,10 @@ class PgBouncer:
         protocol, which psql uses)."""
         database = make_url(self.url).database
         out = subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", "pgbouncer"]
-            + ["-A", "-F", "\t", "-P", "footer=off", "-c", "SHOW STATS"],
+            [
+                *("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user),
+                *("-d", "pgbouncer", "-A", "-F", "\t", "-P", "footer=off", "-c", "SHOW STATS"),
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -158,9 +160,7 @@ def pgbouncer(database_url: str, *, pool_size: int = 10) -> Iterator[str]:
 
 
 def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(
-        ["rabbitmqctl", *args], check=True, capture_output=True, timeout=60
-    )
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
 
 
 @contextmanager

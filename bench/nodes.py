@@ -331,9 +331,10 @@ def nodes_section(runs: list[NodesRun], *, jobs: int) -> Section:
                 speed_rows,
             ),
             "",
-            "What one job costs the services (per job, medians): *statements* and "
-            "*transactions* as PgBouncer counted them (each transaction's pool pre-ping "
-            "`SELECT 1` included); rows from `pg_stat_database` of the run's database "
+            "What one job costs the services (per job, medians): *round trips* and "
+            "*transactions* as PgBouncer counted them (its query count: each transaction's "
+            "pool pre-ping `SELECT 1` counts, and an executemany, which psycopg sends as one "
+            "pipeline, counts once); rows from `pg_stat_database` of the run's database "
             "(*fetched* counts rows read through indexes); WAL bytes are the server's WAL "
             "position moved during the run, an upper bound (other databases on the server "
             "write too); Redis commands on the private Redis (broker traffic included on Redis "
@@ -345,7 +346,7 @@ def nodes_section(runs: list[NodesRun], *, jobs: int) -> Section:
                 [
                     "broker",
                     "worker nodes",
-                    "statements",
+                    "round trips",
                     "transactions",
                     "rows inserted",
                     "rows updated",

@@ -151,11 +151,11 @@ def health_redis() -> None:
 
 @health_app.command("broker")
 def health_broker() -> None:
-    """Healthy when BROKER_URL (Redis or RabbitMQ; REDIS_URL when unset) accepts a connection."""
-    from kombu import Connection
+    """Healthy when Celery's broker (BROKER_URL, else REDIS_URL) connects."""
+    from worker.celery_app import app as celery_app
 
     try:
-        with Connection(get_settings().broker_url, connect_timeout=5) as connection:
+        with celery_app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=5)
         ok = True
     except Exception:  # any transport's connection error means "not healthy"

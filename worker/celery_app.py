@@ -4,7 +4,8 @@ result backend.
 Celery only says *when* to look; the database says *what* to do (docs/pipeline.md). So every
 message is a cheap, expendable tick: results are ignored, each child takes one message at a
 time, and beat's ticks expire quickly so a stopped worker never comes back to a pile of them.
-The same holds on both brokers: expiry is a message header the worker checks, prefetch is one
+The same holds on both brokers: an expired tick never runs (RabbitMQ drops it itself, as Celery
+also sets the message's TTL; on Redis the worker discards it on receipt), prefetch is one
 message per child (RabbitMQ's ``basic.qos``, emulated on Redis), and ticks are transient (a
 RabbitMQ broker never writes one to disk; losing them on a restart costs one tick).
 """

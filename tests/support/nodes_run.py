@@ -63,11 +63,9 @@ class Cluster:
     def node_log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
-    def start_node(self, name: str, concurrency: int = 1) -> None:
-        self.nodes[name] = self._spawn(
-            ["worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h"],
-            self.node_log(name),
-        )
+    def start_node(self, name: str, concurrency: int = 1, loglevel: str = "INFO") -> None:
+        argv = ["worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h"]
+        self.nodes[name] = self._spawn([*argv, "--loglevel", loglevel], self.node_log(name))
 
     def start_beat(self) -> None:
         self.beats.append(self._spawn(["beat"], self.logs / f"beat-{len(self.beats) + 1}.log"))

@@ -202,8 +202,9 @@ def test_two_beats_at_once_neither_submit_nor_poll_twice(
             key = create_api_key(session, name="beats").api_key
         with cluster(env, tmp_path) as nodes:
             nodes.start_node("node-1", concurrency=2)
-            nodes.start_beat()
-            nodes.start_beat()
+            # at DEBUG each beat logs every tick it sends
+            nodes.start_beat(loglevel="DEBUG")
+            nodes.start_beat(loglevel="DEBUG")
             api = nodes.start_api()
             headers = {"Authorization": f"Bearer {key}"}
             for start in range(0, jobs, 50):
@@ -222,6 +223,9 @@ def test_two_beats_at_once_neither_submit_nor_poll_twice(
                 what=f"every job to succeed: {status_counts(db)}\n{nodes.log_tail()}",
             )
             assert all(beat.poll() is None for beat in nodes.beats), nodes.log_tail()
+            for number in (1, 2):
+                sent = nodes.beat_log(number).read_text(errors="replace")
+                assert sent.count("Sending due task mcjobs.tick.poll") >= 2, nodes.log_tail()
         stats = server.stats()
         assert stats["duplicates"] == {}
         assert stats["tasks_created"] == jobs

@@ -67,8 +67,12 @@ class Cluster:
         argv = ["worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h"]
         self.nodes[name] = self._spawn([*argv, "--loglevel", loglevel], self.node_log(name))
 
-    def start_beat(self) -> None:
-        self.beats.append(self._spawn(["beat"], self.logs / f"beat-{len(self.beats) + 1}.log"))
+    def beat_log(self, number: int) -> Path:
+        return self.logs / f"beat-{number}.log"
+
+    def start_beat(self, loglevel: str = "INFO") -> None:
+        log = self.beat_log(len(self.beats) + 1)
+        self.beats.append(self._spawn(["beat", "--loglevel", loglevel], log))
 
     def start_api(self) -> ApiProcess:
         api = self.stack.enter_context(

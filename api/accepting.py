@@ -110,7 +110,7 @@ def _accept_now(
     if outcome.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     else:
-        background.add_task(nudge.nudge, settings.redis_url, nudge.SUBMIT_TICK)
+        background.add_task(nudge.nudge, settings.broker_url, nudge.SUBMIT_TICK)
     return outcome.body
 
 

@@ -24,13 +24,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.settings = settings
     app.state.db = db or (
-        get_database()
-        if settings is get_settings()
-        else Database(
-            settings.database_url,
-            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-            pool_size=settings.db_pool_size,
-        )
+        get_database() if settings is get_settings() else Database.for_settings(settings)
     )
     app.state.webhook_host_lookups = new_host_lookups()
     install_error_handlers(app)

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-ORDER = ("machine", "pipeline", "idle", "polling", "ingest", "fairness", "api", "chaos")
+ORDER = ("machine", "pipeline", "nodes", "idle", "polling", "ingest", "fairness", "api", "chaos")
 
 DOC_HEADER = """# Benchmarks
 
@@ -35,6 +35,7 @@ Nothing reaches the internet.
     python -m bench.run                                # all five, full size, medians of 3 runs
     python -m bench.run --only pipeline,ingest --quick # a fast look (printed, not written)
     python -m bench.run --only pipeline --jobs 5000 --runs 5
+    python -m bench.run --only nodes --runs 3          # 1 to 3 worker nodes, Redis vs RabbitMQ
     python -m bench.chaos --jobs 2000                  # exits 1 if an invariant fails
 
 How to read them:

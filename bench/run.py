@@ -4,8 +4,9 @@
     python -m bench.run --only pipeline,ingest --quick
     python -m bench.run --only pipeline --jobs 5000 --runs 5
 
-Benchmarks: pipeline, polling, ingest, fairness, api, idle. ``--quick`` shrinks every size for a
-fast look; quick results are printed but not written to the document unless ``--write`` is given.
+Benchmarks: pipeline, polling, ingest, fairness, api, idle, nodes. ``--quick`` shrinks every
+size for a fast look; quick results are printed but not written to the document unless
+``--write`` is given.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from rich.table import Table
 from bench.report import Section, command_line, machine_facts, machine_section, write_sections
 from bench.stack import Stack, fresh_postgres, server_versions
 
-NAMES = ("pipeline", "polling", "ingest", "fairness", "api", "idle")
+NAMES = ("pipeline", "polling", "ingest", "fairness", "api", "idle", "nodes")
 console = Console(stderr=True)
 
 
@@ -126,6 +127,14 @@ def bench_idle(args: argparse.Namespace) -> Section:
     return run_idle(seconds=20 if args.quick else 60, progress=_say("idle"))
 
 
+def bench_nodes(args: argparse.Namespace) -> Section:
+    from bench.nodes import nodes_section, run_all
+
+    jobs = args.jobs or (300 if args.quick else 2000)
+    runs = run_all(jobs, args.runs or 1, progress=_say("nodes"))
+    return nodes_section(runs, jobs=jobs)
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], Section]] = {
     "pipeline": bench_pipeline,
     "polling": bench_polling,
@@ -133,6 +142,7 @@ BENCHES: dict[str, Callable[[argparse.Namespace], Section]] = {
     "fairness": bench_fairness,
     "api": bench_api,
     "idle": bench_idle,
+    "nodes": bench_nodes,
 }
 
 
@@ -165,8 +175,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--only", default=",".join(NAMES), help="comma-separated benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes, one run")
-    parser.add_argument("--jobs", type=int, default=0, help="pipeline: jobs per run (≥ 3000)")
-    parser.add_argument("--runs", type=int, default=0, help="pipeline: rounds (median taken)")
+    parser.add_argument("--jobs", type=int, default=0, help="pipeline, nodes: jobs per run")
+    parser.add_argument(
+        "--runs", type=int, default=0, help="pipeline, nodes: rounds (median taken)"
+    )
     parser.add_argument("--write", action="store_true", help="write quick results too")
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
     args = parser.parse_args(argv)

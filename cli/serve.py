@@ -54,17 +54,26 @@ def worker(
         int | None, typer.Option(help="Worker processes (default: CPUs).")
     ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    hostname: Annotated[
+        str | None,
+        typer.Option(
+            help="Celery node name, unique per node (default: mcjobs-<pid>@<host>; "
+            "%h, %n and %d expand as in Celery)."
+        ),
+    ] = None,
 ) -> None:
-    """Run a Celery worker: the submit, poll, maintenance and deliver pumps."""
+    """Run a Celery worker: the submit, poll, maintenance and deliver pumps. Run as many as
+    you like, on as many machines: each claims its own rows."""
     from worker.runner import run_worker
 
-    run_worker(concurrency=concurrency, loglevel=loglevel)
+    run_worker(concurrency=concurrency, loglevel=loglevel, hostname=hostname)
 
 
 def beat(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
-    """Run Celery beat, which ticks every pump each second. Run exactly one."""
+    """Run Celery beat, which ticks every pump each second. Run one; a second one by mistake
+    only doubles the ticks (docs/scaling.md)."""
     from worker.runner import run_beat
 
     run_beat(loglevel=loglevel)
@@ -91,7 +100,7 @@ def migrate(
     from core.migrate import upgrade
 
     settings = get_settings()
-    upgrade(settings.database_url, revision)
+    upgrade(settings.database_url, revision, prepared_statements=settings.db_prepared_statements)
     typer.echo(f"database at revision {revision}")
 
 
@@ -140,12 +149,40 @@ def health_redis() -> None:
     raise typer.Exit(0 if ok else 1)
 
 
+@health_app.command("broker")
+def health_broker() -> None:
+    """Healthy when Celery's broker (BROKER_URL, else REDIS_URL) connects."""
+    from worker.celery_app import app as celery_app
+
+    try:
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=5)
+        ok = True
+    except Exception:  # any transport's connection error means "not healthy"
+        ok = False
+    raise typer.Exit(0 if ok else 1)
+
+
 @health_app.command("worker")
-def health_worker() -> None:
+def health_worker(
+    node: Annotated[
+        str | None,
+        typer.Option(help="Node name to ping (default: any node named …@<this host>)."),
+    ] = None,
+) -> None:
     """Healthy when this host's Celery worker answers a ping."""
     import socket
 
     from worker.celery_app import app as celery_app
 
-    replies = celery_app.control.ping(destination=[f"celery@{socket.gethostname()}"], timeout=5.0)
+    if node is not None:
+        replies = celery_app.control.ping(destination=[node], timeout=5.0)
+    else:
+        host = socket.gethostname()
+        replies = [
+            reply
+            for reply in celery_app.control.ping(timeout=5.0)
+            for name in reply
+            if name.endswith(f"@{host}")
+        ]
     raise typer.Exit(0 if replies else 1)

@@ -18,11 +18,14 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 _fork_hook_lock = threading.Lock()
@@ -54,9 +57,19 @@ def _prepare_sqlite_file(url: str) -> None:
 
 
 def make_engine(
-    url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 5, begin: str = "IMMEDIATE"
+    url: str,
+    *,
+    busy_timeout_ms: int = 30_000,
+    pool_size: int = 5,
+    begin: str = "IMMEDIATE",
+    prepared_statements: bool = True,
 ) -> Engine:
-    """Create an engine; for SQLite, `begin` is the BEGIN mode of every transaction."""
+    """Create an engine; for SQLite, `begin` is the BEGIN mode of every transaction.
+
+    `prepared_statements=False` stops psycopg from preparing statements on the server: a
+    transaction-pooling PgBouncer (before 1.21) hands the next transaction another server
+    connection, where a statement prepared on the first does not exist.
+    """
     _install_fork_hook()
     if is_sqlite(url):
         _prepare_sqlite_file(url)
@@ -65,8 +78,13 @@ def make_engine(
         )
         _configure_sqlite(engine, busy_timeout_ms=busy_timeout_ms, begin=begin)
     else:
+        connect_args: dict[str, Any] = {} if prepared_statements else {"prepare_threshold": None}
         engine = create_engine(
-            url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size * 2,
+            pool_pre_ping=True,
+            connect_args=connect_args,
         )
     _engines.add(engine)
     return engine
@@ -96,10 +114,22 @@ class Database:
     statement); `read_session()` is for pure reads. On PostgreSQL both use one engine.
     """
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int = 30_000,
+        pool_size: int = 5,
+        prepared_statements: bool = True,
+    ) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
-        self.engine = make_engine(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size)
+        self.engine = make_engine(
+            url,
+            busy_timeout_ms=busy_timeout_ms,
+            pool_size=pool_size,
+            prepared_statements=prepared_statements,
+        )
         self.read_engine = (
             make_engine(url, busy_timeout_ms=busy_timeout_ms, begin="DEFERRED")
             if self.sqlite
@@ -119,6 +149,16 @@ class Database:
         with self._read() as session, session.begin():
             yield session
 
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Database:
+        """The database `settings` describe, with their pool size and driver options."""
+        return cls(
+            settings.database_url,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            pool_size=settings.db_pool_size,
+            prepared_statements=settings.db_prepared_statements,
+        )
+
     def dispose(self) -> None:
         self.engine.dispose()
         if self.read_engine is not self.engine:
@@ -136,10 +176,5 @@ def get_database() -> Database:
 
     with _database_lock:
         if _database is None:
-            settings = get_settings()
-            _database = Database(
-                settings.database_url,
-                busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-                pool_size=settings.db_pool_size,
-            )
+            _database = Database.for_settings(get_settings())
         return _database

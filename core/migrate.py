@@ -23,9 +23,9 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head", *, prepared_statements: bool = True) -> None:
     """Bring the database at `url` up to `revision`."""
-    engine = make_engine(url)
+    engine = make_engine(url, prepared_statements=prepared_statements)
     try:
         upgrade_engine(engine, url, revision)
     finally:

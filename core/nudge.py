@@ -20,6 +20,8 @@ POLL_TICK = "mcjobs.tick.poll"
 MAINTENANCE_TICK = "mcjobs.tick.maintenance"
 DELIVER_TICK = "mcjobs.tick.deliver"
 TICK_QUEUE = "mcjobs.ticks"
+# Ticks are expendable: RabbitMQ keeps them in memory only (Redis ignores the setting).
+DELIVERY_MODE = "transient"
 
 _senders: dict[str, Celery] = {}
 _lock = threading.Lock()
@@ -31,15 +33,16 @@ def _sender(broker_url: str) -> Celery:
         if app is None:
             app = Celery("mcjobs-nudge", broker=broker_url, set_as_current=False)
             app.conf.broker_connection_retry_on_startup = False
+            app.conf.task_default_delivery_mode = DELIVERY_MODE
             app.conf.broker_transport_options = {"max_retries": 1}
             _senders[broker_url] = app
         return app
 
 
 def nudge(broker_url: str, task_name: str, *, expires: float = 30.0) -> bool:
-    """Send one tick message; never raises (a nudge that cannot be sent is just a later tick).
-
-    A tick not started within ``expires`` seconds is dropped unstarted."""
+    """Send one tick message to `broker_url` (``Settings.broker_url``); never raises (a nudge
+    that cannot be sent is just a later tick). A tick not started within ``expires`` seconds
+    is dropped unstarted."""
     try:
         _sender(broker_url).send_task(
             task_name, queue=TICK_QUEUE, expires=expires, retry=False, ignore_result=True

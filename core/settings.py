@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_METACHAT_BASE_URL = "https://api.mmchat.xyz/open/v1"
@@ -29,8 +29,12 @@ class Settings(BaseSettings):
     # storage and broker
     database_url: str = "sqlite:///var/mcjobs.sqlite3"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Celery's broker (ticks and nudges); empty means REDIS_URL, which then carries both
+    broker_url: str = ""
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     db_pool_size: int = Field(default=5, ge=1)
+    # off behind a transaction-pooling PgBouncer older than 1.21 (docs/scaling.md)
+    db_prepared_statements: bool = True
 
     # upstream
     metachat_base_url: str = DEFAULT_METACHAT_BASE_URL
@@ -91,6 +95,12 @@ class Settings(BaseSettings):
     def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         # an empty token would be "set" yet match an empty bearer: read it as not set
         return value if value is not None and value.get_secret_value().strip() else None
+
+    @model_validator(mode="after")
+    def _broker_defaults_to_redis(self) -> Settings:
+        if not self.broker_url.strip():
+            self.broker_url = self.redis_url
+        return self
 
     @property
     def uses_simulator(self) -> bool:

@@ -1,8 +1,13 @@
-"""The Celery app: a Redis broker carrying tick messages, no result backend.
+"""The Celery app: a broker (``BROKER_URL``: Redis or RabbitMQ) carrying tick messages, no
+result backend.
 
 Celery only says *when* to look; the database says *what* to do (docs/pipeline.md). So every
 message is a cheap, expendable tick: results are ignored, each child takes one message at a
 time, and beat's ticks expire quickly so a stopped worker never comes back to a pile of them.
+The same holds on both brokers: an expired tick never runs (RabbitMQ drops it itself, as Celery
+also sets the message's TTL; on Redis the worker discards it on receipt), prefetch is one
+message per child (RabbitMQ's ``basic.qos``, emulated on Redis), and ticks are transient (a
+RabbitMQ broker never writes one to disk; losing them on a restart costs one tick).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 def create_celery_app(settings: Settings | None = None) -> Celery:
     """A Celery app for ``settings`` (the environment's by default)."""
     settings = settings or get_settings()
-    celery_app = Celery("mcjobs", broker=settings.redis_url, include=["worker.tasks"])
+    celery_app = Celery("mcjobs", broker=settings.broker_url, include=["worker.tasks"])
     celery_app.conf.update(
         result_backend=None,
         task_ignore_result=True,
@@ -53,6 +58,7 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
         task_default_queue=nudge.TICK_QUEUE,
         task_routes={name: {"queue": nudge.TICK_QUEUE} for name in TICKS},
         task_acks_late=False,
+        task_default_delivery_mode=nudge.DELIVERY_MODE,
         # A hung tick is killed; its leases run out and another tick takes over.
         task_time_limit=600,
         worker_prefetch_multiplier=1,
@@ -60,6 +66,7 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
         worker_send_task_events=False,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        # Redis only (RabbitMQ ignores it): ticks are acknowledged on receipt anyway.
         broker_transport_options={"visibility_timeout": 3600},
         beat_schedule=beat_schedule(settings),
         beat_max_loop_interval=max(settings.beat_interval_seconds, 0.1),

@@ -62,7 +62,7 @@ async def _pulse(process: WorkerProcess) -> None:
         await pumps.offload.best_effort(
             f"handing out the {kind} tick",
             functools.partial(
-                nudge.nudge, process.settings.redis_url, _PUMP_TICKS[kind], expires=expires
+                nudge.nudge, process.settings.broker_url, _PUMP_TICKS[kind], expires=expires
             ),
             False,
         )

@@ -294,7 +294,7 @@ def cancel(
             view = _view(session, batch)
     except CancelRefused as exc:
         raise ProblemError(409, "Batch not running", str(exc)) from None
-    background.add_task(nudge.nudge, settings.redis_url, nudge.DELIVER_TICK)
+    background.add_task(nudge.nudge, settings.broker_url, nudge.DELIVER_TICK)
     return view
 
 
@@ -322,5 +322,5 @@ def retry(
     except CancelRefused as exc:
         raise ProblemError(409, "Batch cancelled", str(exc)) from None
     if new_ids:
-        background.add_task(nudge.nudge, settings.redis_url, nudge.SUBMIT_TICK)
+        background.add_task(nudge.nudge, settings.broker_url, nudge.SUBMIT_TICK)
     return {**view, "retried": len(new_ids), "retried_job_ids": new_ids}

@@ -157,7 +157,7 @@ def cancel(
     except CancelRefused as exc:
         raise ProblemError(409, "Job already finished", str(exc)) from None
     if view["webhook_url"]:
-        background.add_task(nudge.nudge, settings.redis_url, nudge.DELIVER_TICK)
+        background.add_task(nudge.nudge, settings.broker_url, nudge.DELIVER_TICK)
     return view
 
 

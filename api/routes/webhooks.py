@@ -99,5 +99,5 @@ def post_redeliver(
         if row is None:
             raise ProblemError(404, "Not Found", f"no webhook delivery {delivery_id}")
         body = delivery_view(row, attempts_of(session, [row.id])[row.id])
-    nudge(settings.redis_url, DELIVER_TICK)
+    nudge(settings.broker_url, DELIVER_TICK)
     return JSONResponse(body, status_code=202)

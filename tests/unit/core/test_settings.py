@@ -29,3 +29,32 @@ def test_environment_names_match_the_documented_ones(monkeypatch: pytest.MonkeyP
     assert settings.provider_rate_per_second == {"midjourney": 2}
     assert "sk-secret-value" not in repr(settings)
     assert "sk-secret-value" not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("environment", "broker"),
+    [
+        ({}, "redis://r:6379/2"),
+        ({"BROKER_URL": ""}, "redis://r:6379/2"),
+        ({"BROKER_URL": "amqp://u:p@mq:5672/v"}, "amqp://u:p@mq:5672/v"),
+    ],
+    ids=["unset", "empty", "rabbitmq"],
+)
+def test_the_broker_defaults_to_redis(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], broker: str
+) -> None:
+    monkeypatch.delenv("BROKER_URL", raising=False)
+    monkeypatch.setenv("REDIS_URL", "redis://r:6379/2")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.broker_url == broker
+    assert settings.redis_url == "redis://r:6379/2"
+
+
+def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings(_env_file=None).db_prepared_statements is True  # type: ignore[call-arg]
+    monkeypatch.setenv("DB_PREPARED_STATEMENTS", "false")
+    assert Settings(_env_file=None).db_prepared_statements is False  # type: ignore[call-arg]

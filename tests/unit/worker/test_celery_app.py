@@ -38,3 +38,17 @@ def test_every_tick_name_has_a_task_on_the_tick_queue() -> None:
     for name in TICKS:
         assert name in app.tasks
         assert app.amqp.router.route({}, name)["queue"].name == nudge.TICK_QUEUE
+
+
+def test_the_broker_is_broker_url_and_redis_url_when_it_is_unset() -> None:
+    assert create_celery_app(settings()).conf.broker_url == "redis://127.0.0.1:1/0"
+    rabbit = "amqp://guest:guest@127.0.0.1:5672/mcjobs"
+    app = create_celery_app(settings(broker_url=rabbit))
+    assert app.conf.broker_url == rabbit
+
+
+def test_ticks_are_transient_on_every_broker() -> None:
+    # RabbitMQ would otherwise write every tick to disk; Redis ignores the setting
+    app = create_celery_app(settings(broker_url="amqp://guest:guest@127.0.0.1:5672//"))
+    assert app.conf.task_default_delivery_mode == "transient"
+    assert app.conf.task_acks_late is False

@@ -28,6 +28,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from core.db import Database
+
 log = logging.getLogger(__name__)
 
 PARENT = "job_events"
@@ -122,23 +124,22 @@ def create_partition(session: Session, partition: DayPartition) -> None:
 
 
 def ensure_partitions(
-    session: Session, *, now: dt.datetime, ahead: int = PARTITIONS_AHEAD
+    db: Database, *, now: dt.datetime, ahead: int = PARTITIONS_AHEAD
 ) -> list[str]:
-    """Create the day partitions of today and the next `ahead` days that are missing.
-
-    Each is committed on its own (the caller's session commits between them); a lock not had
-    within `LOCK_TIMEOUT` ends the pass, and the next one tries again."""
-    existing = {partition.name for partition in day_partitions(session)}
+    """Create the day partitions of today and the next `ahead` days that are missing, each in
+    a transaction of its own; a lock not had within `LOCK_TIMEOUT` ends the pass (the next one
+    tries again)."""
+    with db.read_session() as session:
+        existing = {partition.name for partition in day_partitions(session)}
     created: list[str] = []
     for offset in range(ahead + 1):
         partition = day_partition(now.date() + dt.timedelta(days=offset))
         if partition.name in existing:
             continue
         try:
-            create_partition(session, partition)
-            session.commit()
+            with db.session() as session:
+                create_partition(session, partition)
         except OperationalError as error:
-            session.rollback()
             log.warning("could not create %s this pass: %s", partition.name, error.orig)
             break
         created.append(partition.name)

@@ -281,19 +281,22 @@ def prune_within(
     budget = settings.prune_budget_seconds if budget_seconds is None else budget_seconds
     started = time.monotonic()
     report = PruneReport()
-    with db.session() as session:
+    with db.read_session() as session:
         window = PruneWindow.of(session, settings, now=now, limit=limit)
-        if window.partitioned:
-            partitions.ensure_partitions(session, now=now)
+    if window.partitioned:
+        partitions.ensure_partitions(db, now=now)
     pending = list(PRUNE_STEPS)
+    chunks = 0
     while pending:
         for name, step in list(pending):
-            if time.monotonic() - started >= budget:
+            # at least one round per pass, so a pass always gets somewhere
+            if chunks >= len(PRUNE_STEPS) and time.monotonic() - started >= budget:
                 report.more = True
                 pending = []
                 break
             with db.session() as session:
                 counts, more = step(session, window)
+            chunks += 1
             report.settled += counts.pop(SETTLED, 0)
             report.partitions_dropped += counts.pop(PARTITIONS_DROPPED, 0)
             report.add(counts)

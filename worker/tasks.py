@@ -51,6 +51,8 @@ async def _maintain(process: WorkerProcess) -> MaintenanceReport:
         planner=process.pumps.planner,
         include_prune=process.prune_due(),
     )
+    if report.prune is not None:
+        process.prune_backlog = report.prune.more
     if process.due_every("balance", BALANCE_EVERY_SECONDS):
         await refresh_upstream_balance(process.pumps.client, process.redis)
     return report

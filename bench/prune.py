@@ -1,0 +1,275 @@
+"""Retention under a backlog: how fast old rows leave, and what the pumps' claims feel meanwhile.
+
+A fresh PostgreSQL database gets a backlog of old rows: settled terminal jobs that finished
+over the ten days before the retention cutoff, three `job_events` rows each (in their day
+partitions), one succeeded webhook delivery each and one attempt each, six rows per job. Beside
+them live rows that must stay: recent finished jobs, and queued and running jobs due for the
+submit and poll claims. Then `core.retention.prune_within` runs pass after pass (the budget
+per pass is ``PRUNE_BUDGET_SECONDS``) until nothing old is left, while a thread runs the
+pumps' claim statements (`claims.submit_candidates` + `claims.lease_jobs` for submits,
+`claims.claim_due` for polls) in a loop, each claim in a transaction that is rolled back, so
+the same rows stay claimable. The claim's wall time is recorded before and during pruning.
+
+Used by `bench.run` (section ``prune``) and by tests/integration/pipeline/test_prune_backlog.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from core import claims, partitions
+from core.db import Database
+from core.keys import create_api_key
+from core.retention import prune_within
+from core.settings import Settings
+from core.tables import QUEUED, RUNNING
+
+ROWS_PER_JOB = 6  # the job, three events, a delivery, an attempt
+OLD_DAYS = 10
+LIVE_RECENT = 1000
+LIVE_DUE = 2000
+TABLES = ("jobs", "job_events", "webhook_deliveries", "webhook_attempts")
+
+
+@dataclass
+class PruneFigures:
+    """What one backlog run measured."""
+
+    backlog_rows: dict[str, int]
+    left_rows: dict[str, int]
+    seconds: float
+    passes: int
+    partitions_dropped: int
+    claims_before: list[float] = field(default_factory=list)
+    claims_during: list[float] = field(default_factory=list)
+
+    @property
+    def deleted(self) -> int:
+        return sum(self.backlog_rows.values()) - sum(self.left_rows.values())
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.deleted / self.seconds if self.seconds > 0 else 0.0
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
+
+
+def counts(db: Database) -> dict[str, int]:
+    with db.read_session() as session:
+        return {
+            table: int(session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)  # noqa: S608
+            for table in TABLES
+        }
+
+
+def seed_backlog(db: Database, *, jobs: int, now: dt.datetime, retention_days: float) -> str:
+    """Insert `jobs` old settled jobs with their rows, and the live rows; returns the key id."""
+    with db.session() as session:
+        key_id = create_api_key(session, name="prune-bench").id
+    cutoff_day = (now - dt.timedelta(days=retention_days)).date()
+    first_day = cutoff_day - dt.timedelta(days=OLD_DAYS)
+    with db.read_session() as session:
+        existing = {p.name for p in partitions.day_partitions(session)}
+    for offset in range(OLD_DAYS):
+        partition = partitions.day_partition(first_day + dt.timedelta(days=offset))
+        if partition.name not in existing:
+            with db.session() as session:
+                partitions.create_partition(session, partition)
+    start = dt.datetime.combine(first_day, dt.time(), tzinfo=dt.UTC)
+    with db.session() as session:
+        _seed_jobs(session, key_id=key_id, jobs=jobs, start=start)
+        _seed_live(session, key_id=key_id, now=now)
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        for table in TABLES:
+            connection.execute(text(f"VACUUM ANALYZE {table}"))
+    return key_id
+
+
+def _seed_jobs(session: Session, *, key_id: str, jobs: int, start: dt.datetime) -> None:
+    # finished_at: spread over OLD_DAYS days, never in a day's first minutes (events come first)
+    session.execute(
+        text(
+            "CREATE TEMPORARY TABLE old_jobs ON COMMIT DROP AS SELECT g, "
+            "'jold' || g AS job_id, 'dold' || g AS delivery_id, "
+            ":start + (g % :days) * interval '1 day' "
+            "+ (300 + (g / :days) % 80000) * interval '1 second' AS fin "
+            "FROM generate_series(1, :jobs) g"
+        ),
+        {"start": start, "days": OLD_DAYS, "jobs": jobs},
+    )
+    session.execute(
+        text(
+            "INSERT INTO jobs (id, api_key_id, status, provider, model, action, prompt, params, "
+            "images, priority, created_at, updated_at, attempts, polls, progress, cost_points, "
+            "points_held, submitted_at, finished_at, upstream_task_id) "
+            "SELECT job_id, :key, 'succeeded', 'bench', 'bench-model', 'generate', 'a prompt', "
+            "'{}', '[]', 0, fin - interval '2 minutes', fin, 1, 3, 100, 5, 5, "
+            "fin - interval '1 minute', fin, 'task-' || g FROM old_jobs"
+        ),
+        {"key": key_id},
+    )
+    session.execute(
+        text(
+            "INSERT INTO job_events (job_id, at, from_status, to_status, reason) "
+            "SELECT job_id, fin - step * interval '1 minute', "
+            "(ARRAY[NULL, 'queued', 'running'])[3 - step], "
+            "(ARRAY['queued', 'running', 'succeeded'])[3 - step], 'bench' "
+            "FROM old_jobs, generate_series(0, 2) step"
+        )
+    )
+    session.execute(
+        text(
+            "INSERT INTO webhook_deliveries (id, api_key_id, job_id, event_type, url, payload, "
+            "state, attempts, created_at, updated_at, delivered_at, last_status_code) "
+            "SELECT delivery_id, :key, job_id, 'job.succeeded', 'https://example.test/hook', "
+            "'{}', 'succeeded', 1, fin, fin, fin, 200 FROM old_jobs"
+        ),
+        {"key": key_id},
+    )
+    session.execute(
+        text(
+            "INSERT INTO webhook_attempts (delivery_id, at, status_code, latency_ms, succeeded) "
+            "SELECT delivery_id, fin, 200, 12.5, true FROM old_jobs"
+        )
+    )
+
+
+def _seed_live(session: Session, *, key_id: str, now: dt.datetime) -> None:
+    rows = [
+        ("jrecent", "succeeded", LIVE_RECENT, "now() - interval '1 hour'", "NULL"),
+        ("jqueued", QUEUED, LIVE_DUE, "NULL", "NULL"),
+        ("jrunning", RUNNING, LIVE_DUE, "NULL", "'task-live-' || g"),
+    ]
+    for prefix, status, count, finished, task in rows:
+        session.execute(
+            text(
+                "INSERT INTO jobs (id, api_key_id, status, provider, model, action, prompt, "
+                "params, images, priority, created_at, updated_at, due_at, attempts, polls, "
+                "progress, points_held, finished_at, upstream_task_id) "
+                f"SELECT '{prefix}' || g, :key, '{status}', 'bench', 'bench-model', 'generate', "
+                "'a prompt', '{}', '[]', 0, :now - interval '1 hour', :now, "
+                f"CASE WHEN '{status}' IN ('queued', 'running') THEN :now - interval '1 second' "
+                f"END, 0, 0, 0, 0, {finished}, {task} FROM generate_series(1, :count) g"
+            ),
+            {"key": key_id, "now": now, "count": count},
+        )
+        session.execute(
+            text(
+                "INSERT INTO job_events (job_id, at, to_status, reason) "
+                f"SELECT '{prefix}' || g, :now - interval '1 hour', 'queued', 'bench' "
+                "FROM generate_series(1, :count) g"
+            ),
+            {"now": now, "count": count},
+        )
+
+
+def claim_once(db: Database, *, now: dt.datetime) -> float:
+    """The pumps' claim statements once, rolled back; returns the wall seconds taken."""
+    started = time.perf_counter()
+    with Session(db.engine) as session:
+        candidates = claims.submit_candidates(session, now=now, limit=200)
+        claims.lease_jobs(
+            session,
+            [row.id for row in candidates],
+            status=QUEUED,
+            owner="bench",
+            now=now,
+            until=now + dt.timedelta(seconds=60),
+        )
+        claims.claim_due(
+            session,
+            status=RUNNING,
+            owner="bench",
+            now=now,
+            until=now + dt.timedelta(seconds=60),
+            limit=500,
+        )
+        session.rollback()
+    return time.perf_counter() - started
+
+
+class ClaimLoop:
+    """Claims in a loop on a thread of its own, recording their wall times."""
+
+    def __init__(self, url: str, *, now: dt.datetime) -> None:
+        self.db = Database(url, pool_size=1)
+        self.now = now
+        self.times: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.times.append(claim_once(self.db, now=self.now))
+
+    def __enter__(self) -> ClaimLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        self.db.dispose()
+
+
+def run_backlog(
+    url: str,
+    *,
+    rows: int,
+    settings: Settings,
+    baseline_seconds: float = 3.0,
+    timeout: float = 1800.0,
+    progress: Callable[[str], None] | None = None,
+) -> PruneFigures:
+    """Seed a backlog of about `rows` rows at `url` (a migrated, empty PostgreSQL database),
+    then prune it pass after pass with the claim loop running."""
+    say = progress or (lambda _message: None)
+    db = Database(url)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        seed_backlog(db, jobs=rows // ROWS_PER_JOB, now=now, retention_days=settings.retention_days)
+        backlog = counts(db)
+        say(f"backlog seeded: {backlog}")
+        with ClaimLoop(url, now=now) as loop:
+            # a baseline before pruning starts; then the same loop keeps going during it
+            deadline = time.monotonic() + baseline_seconds
+            while time.monotonic() < deadline and loop._thread.is_alive():
+                time.sleep(0.05)
+            before = len(loop.times)
+            started = time.monotonic()
+            passes = dropped = 0
+            while True:
+                report = prune_within(db, settings, now=now)
+                passes += 1
+                dropped += report.partitions_dropped
+                if not report.more or time.monotonic() - started > timeout:
+                    break
+            seconds = time.monotonic() - started
+            claims_before, claims_during = loop.times[:before], loop.times[before:]
+        left = counts(db)
+        say(f"pruned in {seconds:.1f} s over {passes} passes; left {left}")
+    finally:
+        db.dispose()
+    return PruneFigures(
+        backlog_rows=backlog,
+        left_rows=left,
+        seconds=seconds,
+        passes=passes,
+        partitions_dropped=dropped,
+        claims_before=claims_before,
+        claims_during=claims_during,
+    )

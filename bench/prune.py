@@ -71,7 +71,7 @@ def percentile(values: list[float], share: float) -> float:
 def counts(db: Database) -> dict[str, int]:
     with db.read_session() as session:
         return {
-            table: int(session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)  # noqa: S608
+            table: int(session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
             for table in TABLES
         }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from core import nudge
+from core import metrics, nudge
 from core.maintenance import MaintenanceReport, run_maintenance
 from worker.balance import BALANCE_EVERY_SECONDS, refresh_upstream_balance
 from worker.celery_app import app
@@ -53,6 +53,7 @@ async def _maintain(process: WorkerProcess) -> MaintenanceReport:
     )
     if report.prune is not None:
         process.prune_backlog = report.prune.more
+        metrics.record_prune(report.prune.rows, report.prune.seconds)
     if process.due_every("balance", BALANCE_EVERY_SECONDS):
         await refresh_upstream_balance(process.pumps.client, process.redis)
     return report

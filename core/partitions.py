@@ -8,11 +8,14 @@ finished before its end is left (job pruning has caught up with it), so a kept j
 an event written at or after it finished (the ``retried`` mark that `core.cancel` reads is such
 an event). The default partition is pruned by plain deletes.
 
-Every DDL statement waits at most `LOCK_TIMEOUT` for its lock and gives up otherwise (the next
-pass tries again): attaching takes a SHARE UPDATE EXCLUSIVE lock on `job_events`, which writers
-do not conflict with; dropping takes an ACCESS EXCLUSIVE one, held for the moment the drop
-takes. A partition is made as a plain table and then attached, never with ``CREATE TABLE ...
-PARTITION OF``, which would lock every writer out while the default partition is scanned.
+Every DDL statement waits a bounded time for its lock and gives up otherwise (the next pass
+tries again): attaching takes a SHARE UPDATE EXCLUSIVE lock on `job_events`, which writers do
+not conflict with, and waits up to `LOCK_TIMEOUT`; dropping takes an ACCESS EXCLUSIVE one, held
+for the moment the drop takes, and waits only `DROP_LOCK_TIMEOUT`, since writers queue behind
+its request. (``DETACH PARTITION CONCURRENTLY`` would not block them, but PostgreSQL refuses it
+while a default partition exists.) A partition is made as a plain table and then attached,
+never with ``CREATE TABLE ... PARTITION OF``, which would lock every writer out while the
+default partition is scanned.
 
 SQLite has no partitions: there `job_events` is a plain table pruned with its jobs.
 """
@@ -36,6 +39,8 @@ PARENT = "job_events"
 DEFAULT_PARTITION = "job_events_default"
 PARTITIONS_AHEAD = 7
 LOCK_TIMEOUT = "2s"
+# A drop's lock request queues writers of events behind it while it waits: keep the wait short.
+DROP_LOCK_TIMEOUT = "500ms"
 _DAY_NAME = re.compile(r"^job_events_p(\d{8})$")
 
 
@@ -90,8 +95,8 @@ def day_partitions(session: Session) -> list[DayPartition]:
     return [day_partition(day) for day in days]
 
 
-def _lock_timeout(session: Session) -> None:
-    session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+def _lock_timeout(session: Session, timeout: str = LOCK_TIMEOUT) -> None:
+    session.execute(text(f"SET LOCAL lock_timeout = '{timeout}'"))
 
 
 def create_partition(session: Session, partition: DayPartition) -> None:
@@ -163,7 +168,7 @@ def droppable_partitions(session: Session, *, cutoff: dt.datetime) -> list[DayPa
 
 def drop_partition(session: Session, partition: DayPartition) -> int:
     """Drop one day partition; returns its (estimated) row count. The caller commits."""
-    _lock_timeout(session)
+    _lock_timeout(session, DROP_LOCK_TIMEOUT)
     rows = session.scalar(
         text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:name)"),
         {"name": partition.name},

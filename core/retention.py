@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, and_, delete, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core import partitions
@@ -234,7 +235,12 @@ def prune_event_partitions(session: Session, window: PruneWindow) -> StepResult:
         return {}, False
     droppable = partitions.droppable_partitions(session, cutoff=window.cutoff)
     if droppable:
-        rows = partitions.drop_partition(session, droppable[0])
+        try:
+            with session.begin_nested():
+                rows = partitions.drop_partition(session, droppable[0])
+        except OperationalError as error:  # its lock was not had in time: next pass
+            log.warning("could not drop %s this pass: %s", droppable[0].name, error.orig)
+            return {}, False
         log.info("dropped %s (about %d events)", droppable[0].name, rows)
         return {"job_events": rows, PARTITIONS_DROPPED: 1}, True
     deleted = partitions.prune_default_partition(session, cutoff=window.cutoff, limit=window.limit)

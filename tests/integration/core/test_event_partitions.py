@@ -225,3 +225,21 @@ def test_a_pass_stops_at_its_budget_and_the_next_ones_finish(
         assert passes < 10
     with db.read_session() as session:
         assert session.scalar(sa.text("SELECT count(*) FROM jobs")) == 0
+
+
+def test_a_drop_that_cannot_have_its_lock_waits_for_a_later_pass(
+    pg_db: Database, settings_for: Any
+) -> None:
+    settings: Settings = settings_for(pg_db.url)
+    old_day = NOW - dt.timedelta(days=settings.retention_days + 5)
+    partition = partitions.day_partition(old_day.date())
+    with pg_db.session() as session:
+        partitions.create_partition(session, partition)
+    with pg_db.session() as reader:
+        # a long transaction that read the trail holds a lock the drop must wait for
+        reader.execute(sa.text("SELECT count(*) FROM job_events"))
+        report = prune_within(pg_db, settings, now=NOW)
+        assert report.partitions_dropped == 0
+    assert prune_within(pg_db, settings, now=NOW).partitions_dropped == 1
+    with pg_db.read_session() as session:
+        assert partition.name not in {p.name for p in partitions.day_partitions(session)}

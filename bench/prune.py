@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bench.report import Goal, Section, fmt, prose, table
+from bench.report import Goal, Section, cpu_model, fmt, prose, table
 from core import claims, partitions
 from core.db import Database
 from core.keys import create_api_key
@@ -373,7 +373,7 @@ def prune_section(figures: PruneFigures, *, budget: float) -> Section:
         ["claim p99 during / before", f"{p99_during / p99_before:.2f}x" if p99_before else "-"],
         [
             "machine load (1-minute average), start / end",
-            f"{fmt(figures.load[0], 1)} / {fmt(figures.load[1], 1)}",
+            f"{fmt(figures.load[0], 1)} / {fmt(figures.load[1], 1)} ({cpu_model()})",
         ],
     ]
     body = "\n\n".join(

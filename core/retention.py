@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 PRUNE_CHUNK = 2000
 SETTLED = "settled"
 PARTITIONS_DROPPED = "job_event_partitions"
+DEFERRED = "deferred"  # a step gave up for this pass (a lock not had in time); work is left
 
 
 @dataclass(frozen=True)
@@ -239,8 +240,9 @@ def prune_event_partitions(session: Session, window: PruneWindow) -> StepResult:
             with session.begin_nested():
                 rows = partitions.drop_partition(session, droppable[0])
         except OperationalError as error:  # its lock was not had in time: next pass
+            # (autovacuum on the partition is one holder: it yields only after deadlock_timeout)
             log.warning("could not drop %s this pass: %s", droppable[0].name, error.orig)
-            return {}, False
+            return {DEFERRED: 1}, False
         log.info("dropped %s (about %d events)", droppable[0].name, rows)
         return {"job_events": rows, PARTITIONS_DROPPED: 1}, True
     deleted = partitions.prune_default_partition(session, cutoff=window.cutoff, limit=window.limit)
@@ -269,7 +271,7 @@ def prune(
     for _, step in PRUNE_STEPS:
         done, _ = step(session, window)
         for kind, count in done.items():
-            if count and kind not in (SETTLED, PARTITIONS_DROPPED):
+            if count and kind not in (SETTLED, PARTITIONS_DROPPED, DEFERRED):
                 counts[kind] = counts.get(kind, 0) + count
     return counts
 
@@ -305,6 +307,7 @@ def prune_within(
             chunks += 1
             report.settled += counts.pop(SETTLED, 0)
             report.partitions_dropped += counts.pop(PARTITIONS_DROPPED, 0)
+            report.more |= bool(counts.pop(DEFERRED, 0))
             report.add(counts)
             if not more:
                 pending.remove((name, step))

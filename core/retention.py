@@ -261,6 +261,9 @@ PRUNE_STEPS: tuple[tuple[str, Step], ...] = (
     ("job_events", prune_event_partitions),
 )
 
+# A step that may find more to do once another step of the same pass has done its work.
+WAITS_FOR = {"job_events": "jobs"}
+
 
 def prune(
     session: Session, *, now: dt.datetime, settings: Settings, limit: int = PRUNE_CHUNK
@@ -309,7 +312,10 @@ def prune_within(
             report.partitions_dropped += counts.pop(PARTITIONS_DROPPED, 0)
             report.more |= bool(counts.pop(DEFERRED, 0))
             report.add(counts)
-            if not more:
+            # a day partition waits for the jobs that finished before its end: while job
+            # pruning goes on in this pass, the events step looks again each round
+            waits = WAITS_FOR.get(name)
+            if not more and not any(other == waits for other, _ in pending):
                 pending.remove((name, step))
     report.seconds = time.monotonic() - started
     if report.total or report.settled:

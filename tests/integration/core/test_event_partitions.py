@@ -244,3 +244,24 @@ def test_a_drop_that_cannot_have_its_lock_waits_for_a_later_pass(
     assert prune_within(pg_db, settings, now=NOW).partitions_dropped == 1
     with pg_db.read_session() as session:
         assert partition.name not in {p.name for p in partitions.day_partitions(session)}
+
+
+def test_an_old_day_goes_in_the_same_pass_as_its_last_jobs(
+    pg_db: Database, settings_for: Any
+) -> None:
+    settings: Settings = settings_for(pg_db.url)
+    key = new_api_key(pg_db)
+    old_day = NOW - dt.timedelta(days=settings.retention_days + 3)
+    partition = partitions.day_partition(old_day.date())
+    with pg_db.session() as session:
+        partitions.create_partition(session, partition)
+    rows = []
+    for _ in range(25):
+        row = job_row(key, created_at=old_day)
+        row.update(status="succeeded", finished_at=old_day, due_at=None)
+        rows.append(row)
+    for job_id in insert_jobs(pg_db, rows):
+        _event(pg_db, job_id, old_day)
+    # the jobs take three chunks; the day is looked at again after each
+    report = prune_within(pg_db, settings, now=NOW, budget_seconds=60, limit=10)
+    assert (report.rows.get("jobs"), report.partitions_dropped, report.more) == (25, 1, False)

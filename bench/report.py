@@ -20,7 +20,18 @@ from pathlib import Path
 import psutil
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-ORDER = ("machine", "pipeline", "nodes", "idle", "polling", "ingest", "fairness", "api", "chaos")
+ORDER = (
+    "machine",
+    "pipeline",
+    "nodes",
+    "idle",
+    "polling",
+    "ingest",
+    "prune",
+    "fairness",
+    "api",
+    "chaos",
+)
 
 DOC_HEADER = """# Benchmarks
 

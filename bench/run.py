@@ -4,8 +4,8 @@
     python -m bench.run --only pipeline,ingest --quick
     python -m bench.run --only pipeline --jobs 5000 --runs 5
 
-Benchmarks: pipeline, polling, ingest, fairness, api, idle, nodes. ``--quick`` shrinks every
-size for a fast look; quick results are printed but not written to the document unless
+Benchmarks: pipeline, polling, ingest, fairness, api, idle, nodes, prune. ``--quick`` shrinks
+every size for a fast look; quick results are printed but not written to the document unless
 ``--write`` is given.
 """
 
@@ -30,7 +30,7 @@ from rich.table import Table
 from bench.report import Section, command_line, machine_facts, machine_section, write_sections
 from bench.stack import Stack, fresh_postgres, server_versions
 
-NAMES = ("pipeline", "polling", "ingest", "fairness", "api", "idle", "nodes")
+NAMES = ("pipeline", "polling", "ingest", "fairness", "api", "idle", "nodes", "prune")
 console = Console(stderr=True)
 
 
@@ -135,6 +135,18 @@ def bench_nodes(args: argparse.Namespace) -> Section:
     return nodes_section(runs, jobs=jobs)
 
 
+def bench_prune(args: argparse.Namespace) -> Section:
+    from bench.prune import ROWS_PER_JOB, prune_section, run_backlog
+    from core.settings import Settings
+
+    # --jobs: old jobs in the backlog (six rows each); by default a million rows in all
+    rows = args.jobs * ROWS_PER_JOB if args.jobs else (120_000 if args.quick else 1_000_000)
+    settings = Settings(_env_file=None, database_url="sqlite://")  # type: ignore[call-arg]
+    with fresh_postgres() as url:
+        figures = run_backlog(url, rows=rows, settings=settings, progress=_say("prune"))
+    return prune_section(figures, budget=settings.prune_budget_seconds)
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], Section]] = {
     "pipeline": bench_pipeline,
     "polling": bench_polling,
@@ -143,6 +155,7 @@ BENCHES: dict[str, Callable[[argparse.Namespace], Section]] = {
     "api": bench_api,
     "idle": bench_idle,
     "nodes": bench_nodes,
+    "prune": bench_prune,
 }
 
 

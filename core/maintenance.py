@@ -16,10 +16,8 @@
   ``timed_out`` (``deadline_exceeded``) at once.
 - **Batches** with no queued or running job left become ``completed``, with their
   ``batch.completed`` webhook queued in the same transaction.
-- **Pruning**: terminal jobs (and their events) finished longer than ``RETENTION_DAYS`` ago
-  (the budget totals on key and batch rows keep counting them, `core.budget`),
-  finished webhook deliveries as old, emptied batches, idempotency keys older than
-  ``IDEMPOTENCY_TTL_HOURS``, a bounded number of rows per run.
+- **Pruning** (`core.retention`): old terminal jobs and their events, finished webhook
+  deliveries, emptied batches and idempotency keys, chunk by chunk within a time budget.
 
 Each step is its own short transaction, so a crash in one loses nothing of the others.
 """
@@ -32,13 +30,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import claims
-from core.budget import settle_costs
 from core.db import Database
 from core.outbox import enqueue_batch_completed
+from core.retention import PruneReport, prune_within
 from core.schedule import PollPlanner
 from core.settings import Settings
 from core.submission import get_catalogue
@@ -46,20 +44,12 @@ from core.tables import (
     BATCH_CANCELLED,
     BATCH_COMPLETED,
     BATCH_RUNNING,
-    DELIVERY_DEAD,
-    DELIVERY_SUCCEEDED,
     FAILED,
-    POINTS_UNSETTLED,
     QUEUED,
     RUNNING,
-    TERMINAL_STATUSES,
     TIMED_OUT,
     Batch,
-    IdempotencyKey,
     Job,
-    JobEvent,
-    WebhookAttempt,
-    WebhookDelivery,
     utcnow,
 )
 from core.transitions import record_events, transition, transition_held
@@ -72,9 +62,6 @@ DEADLINE_EXCEEDED = "deadline_exceeded"
 SWEEP_LIMIT = 500
 # Typical upstream seconds of a model the catalogue no longer knows (for its deadline).
 DEFAULT_EXPECTED_SECONDS = 60.0
-
-
-PRUNE_CHUNK = 1000
 
 
 @dataclass
@@ -98,6 +85,7 @@ class MaintenanceReport:
     last_polls: int = 0
     batches_completed: int = 0
     pruned: dict[str, int] = field(default_factory=dict)
+    prune: PruneReport | None = None
 
 
 def deadline_message(submitted_at: dt.datetime | None, deadline_at: dt.datetime | None) -> str:
@@ -385,82 +373,6 @@ def complete_batches(session: Session, *, now: dt.datetime) -> int:
     return finished
 
 
-def prune(session: Session, *, now: dt.datetime, settings: Settings) -> dict[str, int]:
-    """Delete what is older than the retention settings, at most `PRUNE_CHUNK` rows per kind."""
-    cutoff = now - dt.timedelta(days=settings.retention_days)
-    counts: dict[str, int] = {}
-
-    # Budget totals live on the key and batch rows and outlive the jobs; a job whose hold must
-    # still change is settled into them first, and kept while another transaction holds it.
-    old = and_(Job.status.in_(TERMINAL_STATUSES), Job.finished_at < cutoff)
-    unsettled, settled = text(f"({POINTS_UNSETTLED})"), text(f"NOT ({POINTS_UNSETTLED})")
-    settle_costs(
-        session,
-        session.execute(select(Job.id).where(old, unsettled).limit(PRUNE_CHUNK)).scalars(),
-        now=now,
-    )
-    old_jobs = list(
-        session.execute(select(Job.id).where(old, settled).limit(PRUNE_CHUNK)).scalars()
-    )
-    if old_jobs:
-        session.execute(delete(JobEvent).where(JobEvent.job_id.in_(old_jobs)))
-        session.execute(
-            update(WebhookDelivery).where(WebhookDelivery.job_id.in_(old_jobs)).values(job_id=None)
-        )
-        counts["jobs"] = _rowcount(session.execute(delete(Job).where(Job.id.in_(old_jobs))))
-
-    old_deliveries = list(
-        session.execute(
-            select(WebhookDelivery.id)
-            .where(
-                WebhookDelivery.state.in_((DELIVERY_SUCCEEDED, DELIVERY_DEAD)),
-                WebhookDelivery.updated_at < cutoff,
-            )
-            .limit(PRUNE_CHUNK)
-        ).scalars()
-    )
-    if old_deliveries:
-        session.execute(
-            delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(old_deliveries))
-        )
-        counts["webhook_deliveries"] = _rowcount(
-            session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(old_deliveries)))
-        )
-
-    has_jobs = select(Job.id).where(Job.batch_id == Batch.id).exists()
-    has_deliveries = select(WebhookDelivery.id).where(WebhookDelivery.batch_id == Batch.id).exists()
-    old_batches = list(
-        session.execute(
-            select(Batch.id)
-            .where(
-                Batch.status != BATCH_RUNNING,
-                Batch.finished_at < cutoff,
-                ~has_jobs,
-                ~has_deliveries,
-            )
-            .limit(PRUNE_CHUNK)
-        ).scalars()
-    )
-    if old_batches:
-        counts["batches"] = _rowcount(
-            session.execute(delete(Batch).where(Batch.id.in_(old_batches)))
-        )
-
-    key_cutoff = now - dt.timedelta(hours=settings.idempotency_ttl_hours)
-    old_keys = list(
-        session.execute(
-            select(IdempotencyKey.id)
-            .where(IdempotencyKey.created_at < key_cutoff)
-            .limit(PRUNE_CHUNK)
-        ).scalars()
-    )
-    if old_keys:
-        counts["idempotency_keys"] = _rowcount(
-            session.execute(delete(IdempotencyKey).where(IdempotencyKey.id.in_(old_keys)))
-        )
-    return counts
-
-
 def _rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -525,6 +437,6 @@ def run_maintenance(
         with db.session() as session:
             report.batches_completed = complete_batches(session, now=now)
     if include_prune:
-        with db.session() as session:
-            report.pruned = prune(session, now=now, settings=settings)
+        report.prune = prune_within(db, settings, now=now)
+        report.pruned = dict(report.prune.rows)
     return report

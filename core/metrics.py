@@ -136,6 +136,17 @@ POINTS = Counter(
     ["provider", "model"],
     registry=None,
 )
+PRUNED_ROWS = Counter(
+    "mcjobs_pruned_rows",
+    "Rows deleted by retention, by table (job events counted as their partitions estimate).",
+    ["kind"],
+    registry=None,
+)
+PRUNE_SECONDS = Counter(
+    "mcjobs_prune_seconds",
+    "Time spent pruning; rows over seconds is the prune rate.",
+    registry=None,
+)
 PUMP_METRICS: tuple[Collector, ...] = (
     SUBMITS,
     POLLS,
@@ -146,6 +157,8 @@ PUMP_METRICS: tuple[Collector, ...] = (
     WEBHOOK_ATTEMPTS,
     WEBHOOK_SECONDS,
     POINTS,
+    PRUNED_ROWS,
+    PRUNE_SECONDS,
 )
 
 _UNSAFE = re.compile(r"[^a-z0-9_.\-]+")
@@ -190,6 +203,14 @@ def record_points(provider: str, model: str, points: int) -> None:
     """Points charged for a job that just finished."""
     if points > 0:
         POINTS.labels(_label(provider), _label(model)).inc(points)
+
+
+def record_prune(rows: dict[str, int], seconds: float) -> None:
+    """One prune pass: rows deleted by table, and the time it took."""
+    for kind, count in rows.items():
+        if count > 0:
+            PRUNED_ROWS.labels(_label(kind)).inc(count)
+    PRUNE_SECONDS.inc(max(0.0, seconds))
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     # per provider or model: JSON overrides of the poll schedule, see docs/configuration.md
     poll_schedules: dict[str, dict[str, float]] = Field(default_factory=dict)
     retention_days: float = Field(default=30.0, gt=0)
+    # seconds of pruning per maintenance pass (chunk by chunk; docs/operations.md, Retention)
+    prune_budget_seconds: float = Field(default=2.0, gt=0)
     beat_interval_seconds: float = Field(default=1.0, gt=0)
 
     # webhooks

@@ -239,16 +239,24 @@ class Job(Base):
 
 
 class JobEvent(Base):
-    """The audit trail: one row per status change (and per noteworthy step)."""
+    """The audit trail: one row per status change (and per noteworthy step).
+
+    On PostgreSQL the table is partitioned by day on ``at`` (`core.partitions`), so its primary
+    key includes ``at``; the partitions themselves are made by the migration and by maintenance,
+    not by these models. ``job_id`` has no foreign key: a delete of a job would otherwise probe
+    every partition, and on PostgreSQL the events of pruned jobs leave with their partition.
+    Events are written in the transaction that changes their job, and read through it.
+    On SQLite the table keeps its single-column key (SQLite numbers only an ``INTEGER PRIMARY
+    KEY``), which the migration leaves as it was."""
 
     __tablename__ = "job_events"
-    __table_args__ = (Index(None, "job_id", "id"),)
+    __table_args__ = (Index(None, "job_id", "id"), {"postgresql_partition_by": "RANGE (at)"})
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
-    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    job_id: Mapped[str] = mapped_column(String(32))
+    at: Mapped[dt.datetime] = mapped_column(primary_key=True, default=utcnow)
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(64))

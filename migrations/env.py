@@ -12,6 +12,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from core.db import make_engine
+from core.partitions import include_name
 from core.settings import Settings
 from core.tables import metadata
 
@@ -26,6 +27,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

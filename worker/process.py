@@ -28,8 +28,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Pruning scans old rows; once every ten minutes per process is plenty.
+# Pruning scans old rows: once every ten minutes per process when its last pass finished. While
+# the last pass ran out of budget with old rows left (a backlog), again after `PRUNE_BACKLOG_GAP`
+# budgets: the tick holds this process, so its pumps keep most of the time.
 PRUNE_EVERY_SECONDS = 600.0
+PRUNE_BACKLOG_GAP = 4.0
 # Redis holds only what heals itself (the limiter, nudges): never wait long for it.
 REDIS_TIMEOUT_SECONDS = 2.0
 
@@ -58,6 +61,7 @@ class WorkerProcess:
         self._webhook_sender: Any = None
         self._busy = threading.Lock()
         self._last_run: dict[str, float] = {}
+        self.prune_backlog = False
 
     def __repr__(self) -> str:
         return f"WorkerProcess(owner={self.owner!r})"
@@ -90,6 +94,9 @@ class WorkerProcess:
         return True
 
     def prune_due(self) -> bool:
+        if self.prune_backlog:
+            gap = PRUNE_BACKLOG_GAP * self.settings.prune_budget_seconds
+            return self.due_every("prune", min(gap, PRUNE_EVERY_SECONDS))
         return self.due_every("prune", PRUNE_EVERY_SECONDS)
 
     def run_tick(self, name: str, tick: Callable[[], object]) -> object:

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-from core import claims, nudge
+from core import claims, metrics, nudge
 from core.maintenance import MaintenanceReport, run_maintenance
 from worker.balance import BALANCE_EVERY_SECONDS, refresh_upstream_balance
 from worker.celery_app import app
@@ -66,7 +66,7 @@ async def _pulse(process: WorkerProcess) -> None:
             ),
             False,
         )
-    runs: list[Coroutine[Any, Any, Any]] = [_maintain(process)]
+    runs: list[Coroutine[Any, Any, Any]] = [_maintain(process, include_prune=False)]
     if kinds:
         runs.append(_run_pump(process, kinds[0], window))
     failures = [
@@ -76,6 +76,10 @@ async def _pulse(process: WorkerProcess) -> None:
     ]
     if failures:
         raise failures[0]
+    if process.prune_due():
+        # pruning spends up to PRUNE_BUDGET_SECONDS on the database thread: after the pump, so
+        # the pump's writes never wait behind it
+        await _maintain(process, include_prune=True)
 
 
 def _due_work(process: WorkerProcess, now: dt.datetime) -> claims.DueWork:
@@ -109,17 +113,20 @@ def poll_tick() -> None:
 @_tick_task(nudge.MAINTENANCE_TICK)
 def maintenance_tick() -> None:
     process = current_process()
-    process.run_tick("maintenance", lambda: _maintain(process))
+    process.run_tick("maintenance", lambda: _maintain(process, include_prune=process.prune_due()))
 
 
-async def _maintain(process: WorkerProcess) -> MaintenanceReport:
+async def _maintain(process: WorkerProcess, *, include_prune: bool) -> MaintenanceReport:
     report = await process.pumps.offload.database(
         run_maintenance,
         process.db,
         process.settings,
         planner=process.pumps.planner,
-        include_prune=process.prune_due(),
+        include_prune=include_prune,
     )
+    if report.prune is not None:
+        process.prune_backlog = report.prune.more
+        metrics.record_prune(report.prune.rows, report.prune.seconds)
     if process.due_every("balance", BALANCE_EVERY_SECONDS):
         await refresh_upstream_balance(process.pumps.client, process.redis)
     return report

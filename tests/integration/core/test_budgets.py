@@ -16,7 +16,7 @@ from core.budget import estimate, estimate_points, open_ledger, settle_costs
 from core.cancel import cancel_batch, cancel_job
 from core.db import Database
 from core.keys import create_api_key
-from core.maintenance import prune
+from core.retention import prune
 from core.settings import Settings
 from core.tables import ApiKey, Batch, Job
 from metachat import Catalogue, CatalogueOverrides, build_catalogue

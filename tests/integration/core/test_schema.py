@@ -8,6 +8,7 @@ from sqlalchemy import inspect
 
 from core.db import Database
 from core.migrate import current_revision, head_revision
+from core.partitions import include_name
 from core.tables import metadata
 
 
@@ -19,7 +20,9 @@ def test_migrations_reach_head_on_an_empty_database(db: Database) -> None:
 
 def test_tables_and_migrations_do_not_drift(db: Database) -> None:
     with db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_name": include_name}
+        )
         diff = compare_metadata(context, metadata)
     assert diff == [], f"tables differ from migrations; write a revision: {diff}"
 

@@ -283,7 +283,7 @@ def test_old_rows_are_pruned_and_recent_ones_kept(db: Database, settings: Settin
             ],
         )
     report = run_maintenance(db, settings)
-    assert report.pruned == {"jobs": 1, "idempotency_keys": 1}
+    assert report.pruned == {"jobs": 1, "job_events": 1, "idempotency_keys": 1}
     with db.read_session() as session:
         left = set(session.scalars(select(Job.id)))
         event_jobs = set(session.scalars(select(JobEvent.job_id)))

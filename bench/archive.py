@@ -14,6 +14,7 @@ therefore a floor, not what AWS or MinIO would give.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ import httpx
 import psutil
 from sqlalchemy import Table, func, select
 
-from bench.report import Section, fmt, prose, table
+from bench.report import Section, cpu_model, fmt, prose, table
 from bench.stack import fresh_postgres
 from core import ids
 from core.db import Database
@@ -193,6 +194,7 @@ def _archive(db: Database, settings: Settings, files: int, server_pid: int | Non
 
 
 def run_archive(*, files: int, s3_files: int, progress: Callable[[str], None]) -> Section:
+    load_before = os.getloadavg()[0]
     file_port = _free_port()
     origin = f"http://127.0.0.1:{file_port}"
     runs: list[ArchiveRun] = []
@@ -228,7 +230,11 @@ def run_archive(*, files: int, s3_files: int, progress: Callable[[str], None]) -
             f"{run.target}: {run.files_per_second:.1f} files/s, {run.mb_per_second:.1f} MB/s, "
             f"{run.cpu_ms_per_file:.1f} CPU ms/file"
         )
-    return archive_section(runs)
+    machine = (
+        f"{cpu_model()}, {os.cpu_count()} CPUs; 1-minute load average {load_before:.1f} "
+        f"before the run and {os.getloadavg()[0]:.1f} after it (the machine is shared)"
+    )
+    return archive_section(runs, machine=machine)
 
 
 def _settings(database_url: str, **overrides: Any) -> Settings:
@@ -242,7 +248,7 @@ def _settings(database_url: str, **overrides: Any) -> Settings:
     )
 
 
-def archive_section(runs: list[ArchiveRun]) -> Section:
+def archive_section(runs: list[ArchiveRun], *, machine: str = "") -> Section:
     rows = [
         [
             "local disk" if run.target == "local" else "S3 (moto server)",
@@ -265,7 +271,9 @@ def archive_section(runs: list[ArchiveRun]) -> Section:
                 "I/O threads) over the run divided by the files; the file server's and "
                 "moto's CPU are not in it (moto's is shown apart). moto is a Python emulator "
                 "that keeps objects in memory: its own CPU bounds the S3 row, so that row is "
-                "a floor for a real S3-compatible store."
+                "a floor for a real S3-compatible store. The file server is a Python "
+                "process on the same two CPUs, so it competes with the pump for them."
+                + (f" Measured on {machine}." if machine else "")
             ),
             table(
                 [

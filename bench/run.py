@@ -181,6 +181,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=0, help="pipeline: rounds (median taken)")
     parser.add_argument("--write", action="store_true", help="write quick results too")
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
+    parser.add_argument(
+        "--no-machine",
+        action="store_true",
+        help="leave the Machine section as it is (this run's section names its own machine)",
+    )
     args = parser.parse_args(argv)
     args.names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(args.names) - set(NAMES))
@@ -204,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(summary(sections))
         write = not args.no_write and (args.write or not args.quick)
         if write:
-            write_sections([machine(), *sections], command=command_line())
+            head = [] if args.no_machine else [machine()]
+            write_sections([*head, *sections], command=command_line())
             console.print("results written to docs/benchmarks.md")
     return 1 if failures else 0
 

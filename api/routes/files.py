@@ -1,8 +1,9 @@
-"""Routes: a job's outputs as we stored them (the stable URLs in `result.files`)."""
+"""Routes: a job's outputs as we stored them (the stable URLs in `result.files`), and a
+retry of a job's archiving that failed."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
@@ -11,11 +12,14 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import CurrentKey, DbDep, SettingsDep, owner_scope, reject_unknown_query
 from api.errors import ProblemError
 from api.listing import is_plausible_id
-from api.schemas import problems
+from api.schemas import JobOut, problems
+from core.archive import retry_archive
 from core.files import file_for_tenant
+from core.queries import visible_job
 from core.settings import Settings
 from core.storage import ResultStore, StoredFileMissing, open_storage
-from core.tables import ResultFile
+from core.tables import ResultFile, utcnow
+from core.views import job_view
 
 router = APIRouter(prefix="/v1", tags=["files"], dependencies=[Depends(reject_unknown_query)])
 
@@ -87,3 +91,29 @@ async def get_file(
         media_type=row.content_type,
         headers={**cache, "Content-Length": str(stored.size)},
     )
+
+
+@router.post(
+    "/jobs/{job_id}/archive",
+    status_code=202,
+    response_model=JobOut,
+    responses=problems(401, 404, 409),
+    summary="Copy a job's outputs again after archiving failed",
+)
+def retry_job_archive(
+    job_id: Annotated[str, Path(description="A job id (`job_…`).")],
+    key: CurrentKey,
+    db: DbDep,
+) -> dict[str, Any]:
+    """Put a job whose `archive.state` is `failed` back in line for the archive pump (its
+    outputs already copied are kept; the others are fetched again from their upstream URLs)."""
+    with db.session() as session:
+        job = visible_job(session, job_id, owner_scope(key)) if is_plausible_id(job_id) else None
+        if job is None:
+            raise ProblemError(404, "Not Found", "no such job")
+        if not retry_archive(session, job_id, now=utcnow()):
+            raise ProblemError(
+                409, "Archive not failed", f"archive state is {job.archive_state or 'none'}"
+            )
+        session.refresh(job)
+        return job_view(job)

@@ -79,3 +79,30 @@ def test_an_unknown_query_parameter_is_refused_with_a_pointer(
         answer = clients.new("alice").get("/v1/files/file_x", params={"redirct": "no"})
     assert answer.status_code == 422
     assert "redirct" in answer.text
+
+
+def test_the_owner_retries_a_failed_archive_and_the_copy_completes(
+    db: Database, storage_settings: Callable[..., Settings]
+) -> None:
+    settings = storage_settings()
+    answers = {"/a.png": (503, "text/plain", b"busy")}
+    with api_clients(create_app(settings, db), db) as clients:
+        alice, bob = clients.new("alice"), clients.new("bob")
+        job_id = succeeded_job(db, alice.key.id, {"image_urls": [f"{CDN}/a.png"]})
+        ctx = archive_context(
+            db, settings.model_copy(update={"archive_max_attempts": 1}), upstream_files(answers)
+        )
+        run(run_archive_pump(ctx))
+        assert read_job(db, job_id).archive_state == "failed"
+
+        assert bob.post(f"/v1/jobs/{job_id}/archive").status_code == 404
+        retried = alice.post(f"/v1/jobs/{job_id}/archive")
+        assert retried.status_code == 202
+        assert retried.json()["archive"]["state"] == "pending"
+
+        answers["/a.png"] = (200, "image/png", PNG)
+        run(run_archive_pump(ctx))
+        again = alice.post(f"/v1/jobs/{job_id}/archive")
+
+    assert read_job(db, job_id).archive_state == "done"
+    assert again.status_code == 409

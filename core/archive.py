@@ -93,6 +93,17 @@ def _due(now: dt.datetime) -> ColumnElement[bool]:
     )
 
 
+def next_archive_due(session: Session) -> dt.datetime | None:
+    """The earliest due time of a pending archive (leased or not), or None: one read on the
+    partial index, for a caller deciding whether the archive pump has work."""
+    return session.scalar(
+        select(Job.archive_due_at)
+        .where(Job.archive_state == ARCHIVE_PENDING, Job.archive_due_at.is_not(None))
+        .order_by(Job.archive_due_at)
+        .limit(1)
+    )
+
+
 def claim_archive_jobs(
     session: Session, *, now: dt.datetime, lease_seconds: float, limit: int
 ) -> list[ArchiveJob]:
@@ -309,6 +320,7 @@ __all__ = [
     "expired_files",
     "forget_files",
     "held_for_archive",
+    "next_archive_due",
     "output_urls",
     "record_archive_outcomes",
     "retry_archive",

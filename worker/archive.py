@@ -29,6 +29,7 @@ from core.archive import (
     claim_archive_jobs,
     expired_files,
     forget_files,
+    next_archive_due,
     record_archive_outcomes,
     skip_pending,
 )
@@ -104,6 +105,8 @@ async def run_archive_pump(ctx: ArchiveContext, *, window_seconds: float = 0.0) 
     settings = ctx.settings
     report = ArchiveReport()
     deadline = time.monotonic() + window_seconds
+    if settings.archive_enabled and not await ctx.offload.database(_has_due, ctx):
+        return report  # an idle tick: one indexed read, no write transaction
     while True:
         if not settings.archive_enabled:
             await ctx.offload.write(_skip, ctx)
@@ -112,6 +115,12 @@ async def run_archive_pump(ctx: ArchiveContext, *, window_seconds: float = 0.0) 
         _add(report, round_report)
         if round_report.jobs < settings.archive_batch_size or time.monotonic() >= deadline:
             return report
+
+
+def _has_due(ctx: ArchiveContext) -> bool:
+    with ctx.db.read_session() as session:
+        due = next_archive_due(session)
+    return due is not None and due <= utcnow()
 
 
 def _skip(ctx: ArchiveContext) -> int:

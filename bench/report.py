@@ -30,6 +30,7 @@ ORDER = (
     "prune",
     "fairness",
     "api",
+    "archive",
     "chaos",
 )
 

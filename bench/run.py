@@ -4,8 +4,9 @@
     python -m bench.run --only pipeline,ingest --quick
     python -m bench.run --only pipeline --jobs 5000 --runs 5
 
-Benchmarks: pipeline, polling, ingest, fairness, api, idle, nodes, prune. ``--quick`` shrinks
-every size for a fast look; quick results are printed but not written to the document unless
+Benchmarks: pipeline, polling, ingest, fairness, api, idle, nodes, prune, archive. ``--quick``
+shrinks every size for a fast look; quick results are printed but not written to the document
+unless
 ``--write`` is given.
 """
 
@@ -30,7 +31,17 @@ from rich.table import Table
 from bench.report import Section, command_line, machine_facts, machine_section, write_sections
 from bench.stack import Stack, fresh_postgres, server_versions
 
-NAMES = ("pipeline", "polling", "ingest", "fairness", "api", "idle", "nodes", "prune")
+NAMES = (
+    "pipeline",
+    "polling",
+    "ingest",
+    "fairness",
+    "api",
+    "idle",
+    "nodes",
+    "prune",
+    "archive",
+)
 console = Console(stderr=True)
 
 
@@ -147,6 +158,16 @@ def bench_prune(args: argparse.Namespace) -> Section:
     return prune_section(figures, budget=settings.prune_budget_seconds)
 
 
+def bench_archive(args: argparse.Namespace) -> Section:
+    from bench.archive import run_archive
+
+    return run_archive(
+        files=200 if args.quick else 1000,
+        s3_files=50 if args.quick else 300,
+        progress=_say("archive"),
+    )
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], Section]] = {
     "pipeline": bench_pipeline,
     "polling": bench_polling,
@@ -156,6 +177,7 @@ BENCHES: dict[str, Callable[[argparse.Namespace], Section]] = {
     "idle": bench_idle,
     "nodes": bench_nodes,
     "prune": bench_prune,
+    "archive": bench_archive,
 }
 
 
@@ -194,6 +216,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--write", action="store_true", help="write quick results too")
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
+    parser.add_argument(
+        "--no-machine",
+        action="store_true",
+        help="leave the Machine section as it is (this run's section names its own machine)",
+    )
     args = parser.parse_args(argv)
     args.names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(args.names) - set(NAMES))
@@ -217,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(summary(sections))
         write = not args.no_write and (args.write or not args.quick)
         if write:
-            write_sections([machine(), *sections], command=command_line())
+            head = [] if args.no_machine else [machine()]
+            write_sections([*head, *sections], command=command_line())
             console.print("results written to docs/benchmarks.md")
     return 1 if failures else 0
 

@@ -26,7 +26,15 @@ from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, func, or_, se
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
-from core.tables import DELIVERY_PENDING, QUEUED, RUNNING, TIMED_OUT, Job, WebhookDelivery
+from core.tables import (
+    ARCHIVE_PENDING,
+    DELIVERY_PENDING,
+    QUEUED,
+    RUNNING,
+    TIMED_OUT,
+    Job,
+    WebhookDelivery,
+)
 
 
 def call_budget_seconds(settings: Settings) -> float:
@@ -65,6 +73,7 @@ class DueWork:
     submit: bool
     poll_at: dt.datetime | None
     deliver: bool
+    archive: bool = False
 
     def kinds(self, *, now: dt.datetime, within: dt.timedelta) -> list[str]:
         """The pumps with work due now or (polls) within ``within``, in pump order."""
@@ -75,14 +84,17 @@ class DueWork:
             found.append("poll")
         if self.deliver:
             found.append("deliver")
+        if self.archive:
+            found.append("archive")
         return found
 
 
 def due_work(session: Session, *, now: dt.datetime) -> DueWork:
-    """Whether the submit, poll and deliver pumps have anything to do, in one statement.
+    """Whether the submit, poll, deliver and archive pumps have anything to do, in one statement.
 
-    Each part is a ``LIMIT 1`` on its own index (the ones `any_due`, `next_poll_due` and the
-    delivery claim use), so an idle service pays one indexed read per pulse for all three.
+    Each part is a ``LIMIT 1`` on its own index (the ones `any_due`, `next_poll_due`, the
+    delivery claim and the archive claim use), so an idle service pays one indexed read per
+    pulse for all four.
     """
     submit = (
         select(Job.id)
@@ -115,12 +127,23 @@ def due_work(session: Session, *, now: dt.datetime) -> DueWork:
         .limit(1)
         .scalar_subquery()
     )
+    archive = (
+        select(Job.id)
+        .where(
+            Job.archive_state == ARCHIVE_PENDING,
+            Job.archive_due_at <= now,
+            or_(Job.archive_lease_until.is_(None), Job.archive_lease_until <= now),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
     row = session.execute(
         select(
             submit.label("submit"),
             earliest(RUNNING).label("running"),
             earliest(TIMED_OUT).label("timed_out"),
             delivery.label("delivery"),
+            archive.label("archive"),
         )
     ).one()
     polls = [_aware(value) for value in (row.running, row.timed_out) if value is not None]
@@ -128,6 +151,7 @@ def due_work(session: Session, *, now: dt.datetime) -> DueWork:
         submit=row.submit is not None,
         poll_at=min(polls, default=None),
         deliver=row.delivery is not None,
+        archive=row.archive is not None,
     )
 
 

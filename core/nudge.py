@@ -19,6 +19,7 @@ SUBMIT_TICK = "mcjobs.tick.submit"
 POLL_TICK = "mcjobs.tick.poll"
 MAINTENANCE_TICK = "mcjobs.tick.maintenance"
 DELIVER_TICK = "mcjobs.tick.deliver"
+ARCHIVE_TICK = "mcjobs.tick.archive"
 TICK_QUEUE = "mcjobs.ticks"
 # Ticks are expendable: RabbitMQ keeps them in memory only (Redis ignores the setting).
 DELIVERY_MODE = "transient"

@@ -48,6 +48,7 @@ from core.tables import (
     IdempotencyKey,
     Job,
     JobEvent,
+    ResultFile,
     WebhookAttempt,
     WebhookDelivery,
 )
@@ -136,7 +137,10 @@ StepResult = tuple[dict[str, int], bool]
 
 
 def _old_jobs(window: PruneWindow) -> ColumnElement[bool]:
-    return and_(Job.status.in_(TERMINAL_STATUSES), Job.finished_at < window.cutoff)
+    # a job keeps its row while it has stored files: the archive pump removes those first,
+    # objects before rows (`worker.archive.prune_files`), so no object is left unnamed
+    has_files = select(ResultFile.id).where(ResultFile.job_id == Job.id).exists()
+    return and_(Job.status.in_(TERMINAL_STATUSES), Job.finished_at < window.cutoff, ~has_files)
 
 
 def settle_old_jobs(session: Session, window: PruneWindow) -> StepResult:

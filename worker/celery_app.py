@@ -28,6 +28,7 @@ TICKS = (
     nudge.POLL_TICK,
     nudge.MAINTENANCE_TICK,
     nudge.DELIVER_TICK,
+    nudge.ARCHIVE_TICK,
 )
 
 

@@ -1,6 +1,7 @@
 """The Celery tasks. Each is a thin door into pumps that run on the process's loop.
 
-Beat sends only the pulse. A pulse reads, in one statement, which pumps have work
+Beat sends only the pulse. A pulse reads, in one statement, which pumps (submit, poll,
+deliver, archive) have work
 (`core.claims.due_work`); it runs the first of them itself, together with maintenance, and
 hands each other one to the next free process as that pump's tick, so a busy service keeps
 every process at work and an idle one pays one message and one indexed read a second. The API
@@ -18,10 +19,11 @@ from typing import Any, cast
 
 from core import claims, metrics, nudge
 from core.maintenance import MaintenanceReport, run_maintenance
+from worker.archive import ArchiveReport, prune_files, run_archive_pump
 from worker.balance import BALANCE_EVERY_SECONDS, refresh_upstream_balance
 from worker.celery_app import app
 from worker.poll import run_poll_pump
-from worker.process import WorkerProcess, current_process
+from worker.process import PRUNE_EVERY_SECONDS, WorkerProcess, current_process
 from worker.submit import run_submit_pump
 
 
@@ -40,6 +42,7 @@ _PUMP_TICKS = {
     "submit": nudge.SUBMIT_TICK,
     "poll": nudge.POLL_TICK,
     "deliver": nudge.DELIVER_TICK,
+    "archive": nudge.ARCHIVE_TICK,
 }
 
 
@@ -78,7 +81,9 @@ async def _pulse(process: WorkerProcess) -> None:
         raise failures[0]
     if process.prune_due():
         # pruning spends up to PRUNE_BUDGET_SECONDS on the database thread: after the pump, so
-        # the pump's writes never wait behind it
+        # the pump's writes never wait behind it. Stored files go first (objects, then rows):
+        # the job prune skips a job that still has file rows.
+        await _prune_files(process)
         await _maintain(process, include_prune=True)
 
 
@@ -92,6 +97,8 @@ async def _run_pump(process: WorkerProcess, kind: str, window: float) -> Any:
         return await run_submit_pump(process.pumps, window_seconds=window)
     if kind == "poll":
         return await run_poll_pump(process.pumps, window_seconds=window)
+    if kind == "archive":
+        return await _archive(process)
     delivering = _deliver(process)
     return await delivering if delivering is not None else None
 
@@ -144,3 +151,23 @@ def _deliver(process: WorkerProcess) -> Any:
     except ImportError:  # webhook delivery not installed in this build
         return None
     return deliver.run_deliver_pump(process)
+
+
+@_tick_task(nudge.ARCHIVE_TICK)
+def archive_tick() -> None:
+    process = current_process()
+    process.run_tick("archive", lambda: _archive(process))
+
+
+async def _archive(process: WorkerProcess) -> ArchiveReport:
+    report = await run_archive_pump(process.archiver, window_seconds=_window(process))
+    if process.due_every("prune_files", PRUNE_EVERY_SECONDS):
+        await _prune_files(process)
+    return report
+
+
+async def _prune_files(process: WorkerProcess) -> None:
+    try:
+        await prune_files(process.archiver)
+    except Exception:  # a store that cannot be reached: the files wait for the next pass
+        log.exception("pruning stored files failed")

@@ -1,7 +1,7 @@
 """job_events partitioned by day on PostgreSQL; no foreign key from job_events to jobs
 
 Revision ID: 20261203_0005
-Revises: 20261203_0003
+Revises: 20261203_0004
 Create Date: 2026-12-03 22:30:00
 
 PostgreSQL: the table is rebuilt as ``PARTITION BY RANGE (at)`` with primary key (id, at), a
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "20261203_0005"
-down_revision: str | None = "20261203_0003"
+down_revision: str | None = "20261203_0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -100,8 +100,14 @@ def test_jobs_of_every_family_end_with_urls_points_or_the_upstream_reason(
     assert pipeline.sim.stats()["duplicates"] == {}
     # the deliver tick runs in the same worker processes, signing with the key's secret
     wait_until(lambda: receiver.count() >= 2, timeout=20, what="both webhooks to arrive")
-    kinds = sorted(json.loads(request.body)["type"] for request in receiver.received)
-    assert kinds == ["job.failed", "job.succeeded"]
+    bodies = {json.loads(r.body)["type"]: json.loads(r.body) for r in receiver.received}
+    assert sorted(bodies) == ["job.failed", "job.succeeded"]
+    # the success webhook waited for the archive pump: it carries our copy beside upstream's
+    flux = bodies["job.succeeded"]["data"]
+    assert flux["archive"]["state"] == "done"
+    (stored,) = flux["result"]["files"]
+    assert stored["source_url"] == flux["result"]["image_urls"][0]
+    assert stored["content_type"] == "image/png" and stored["width"] == stored["height"] == 8
     assert all(
         request.headers["webhook-signature"].startswith("v1,") for request in receiver.received
     )

@@ -135,6 +135,8 @@ def running_pipeline(
             "REDIS_URL": redis_url,
             "METACHAT_BASE_URL": sim.base_url,
             "METACHAT_API_KEY": "e2e-pipeline-key",
+            # copies of results go to the test's own directory, never the checkout's var/
+            "STORAGE_URL": str(logs / "files"),
             **(env or {}),
         },
         logs,

@@ -33,6 +33,9 @@ def worker(db_url: str, redis_url: str, log: Path) -> Iterator[subprocess.Popen[
         "WEBHOOK_ALLOW_PRIVATE": "true",
         "WEBHOOK_TIMEOUT_SECONDS": "2",
         "LEASE_SECONDS": "1",
+        # no beat ticks the archive pump here: the webhook must not wait for it
+        "ARCHIVE_WEBHOOK_WAIT_SECONDS": "0",
+        "STORAGE_URL": str(log.parent / "files"),
     }
     with log.open("ab") as out:
         process = subprocess.Popen(

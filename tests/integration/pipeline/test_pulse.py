@@ -53,11 +53,22 @@ def test_nothing_due_is_no_work_in_one_read(db: Database) -> None:
     insert_jobs(db, [queued, running])
     _delivery(db, key, due_at=later, leased_until=None)
     _delivery(db, key, due_at=now - dt.timedelta(seconds=5), leased_until=later)
+    copying = job_row(key)  # an archive leased by another process is not this pulse's work
+    copying.update(
+        status="succeeded",
+        upstream_task_id="t-2",
+        submitted_at=now,
+        finished_at=now,
+        archive_state="pending",
+        archive_due_at=now - dt.timedelta(seconds=5),
+        archive_lease_until=later,
+    )
+    insert_jobs(db, [copying])
 
     found, reads = _due(db, now)
     assert reads == 1
     assert found.kinds(now=now, within=WINDOW) == []
-    assert found.submit is False and found.deliver is False
+    assert found.submit is False and found.deliver is False and found.archive is False
     assert found.poll_at is not None and abs((found.poll_at - later).total_seconds()) < 1
 
 
@@ -72,8 +83,19 @@ def test_each_pumps_due_work_is_seen(db: Database) -> None:
     insert_jobs(db, [queued, running])
     _delivery(db, key, due_at=now - dt.timedelta(seconds=1), leased_until=None)
 
+    succeeded = job_row(key)
+    succeeded.update(
+        status="succeeded",
+        upstream_task_id="t-2",
+        submitted_at=now,
+        finished_at=now,
+        archive_state="pending",
+        archive_due_at=now - dt.timedelta(seconds=1),
+    )
+    insert_jobs(db, [succeeded])
+
     found, reads = _due(db, now)
     assert reads == 1
     # a poll falling due within the pulse's window counts: the poll pump waits for it
-    assert found.kinds(now=now, within=WINDOW) == ["submit", "poll", "deliver"]
-    assert found.kinds(now=now, within=dt.timedelta(0)) == ["submit", "deliver"]
+    assert found.kinds(now=now, within=WINDOW) == ["submit", "poll", "deliver", "archive"]
+    assert found.kinds(now=now, within=dt.timedelta(0)) == ["submit", "deliver", "archive"]

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from api.routes.dashboard.view import WINDOWS, build_view
 from core.db import Database
 from core.files import files_of, record_file
-from core.maintenance import prune
 from core.metrics import DatabaseCollector, build_registry, render
+from core.retention import prune
 from core.settings import Settings
 from core.tables import SUCCEEDED, Job, ResultFile, utcnow
 from core.transitions import transition

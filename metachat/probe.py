@@ -301,6 +301,7 @@ def _llm_rows(answers: Sequence[Answer]) -> list[Row]:
         optional = (
             what.startswith("openai-chat")
             and bool(served)
+            and bool(refused)
             and len(served) + len(refused) == len(group)
         )
         rows.append(_row_of(group, relied_on=not optional))

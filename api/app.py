@@ -8,7 +8,17 @@ from api.accepting import new_host_lookups
 from api.deps import refuse_unstorable_text
 from api.errors import UnexpectedErrors, install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import batches, dashboard, health, jobs, metrics, models, stats, webhooks
+from api.routes import (
+    batches,
+    dashboard,
+    files,
+    health,
+    jobs,
+    metrics,
+    models,
+    stats,
+    webhooks,
+)
 from core.db import Database, get_database
 from core.settings import Settings, get_settings
 
@@ -40,6 +50,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     # added last, so it wraps every other middleware of ours
     app.add_middleware(UnexpectedErrors)
-    for module in (health, jobs, batches, models, webhooks, stats, metrics, dashboard):
+    for module in (health, jobs, batches, files, models, webhooks, stats, metrics, dashboard):
         app.include_router(module.router)
     return app

@@ -32,6 +32,27 @@ class JobErrorOut(_View):
     message: str
 
 
+class ArchiveOut(_View):
+    state: Literal["pending", "done", "failed", "skipped"]
+    attempts: int
+    error: str | None
+
+
+class FileOut(_View):
+    """One output copied into our storage (`GET /v1/files/{id}` serves its bytes)."""
+
+    id: str
+    index: int
+    url: str
+    content_type: str
+    bytes: int
+    sha256: str
+    width: int | None
+    height: int | None
+    source_url: str | None
+    copied_at: str | None
+
+
 class JobOut(_View):
     """A job as `GET /v1/jobs/{id}` shows it."""
 
@@ -47,7 +68,12 @@ class JobOut(_View):
     source: SourceOut | None
     progress: int
     upstream_task_id: str | None
-    result: dict[str, Any] | None = Field(description="image_urls / video_url once succeeded.")
+    result: dict[str, Any] | None = Field(
+        description="image_urls / video_url once succeeded; `files`: our stored copies."
+    )
+    archive: ArchiveOut | None = Field(
+        default=None, description="Copying the outputs into our storage, once succeeded."
+    )
     cost_points: int | None
     estimated_points: int | None
     error: JobErrorOut | None

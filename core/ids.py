@@ -11,6 +11,7 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 JOB = "job"
 BATCH = "bat"
 API_KEY = "key"
+FILE = "file"
 DELIVERY = "msg"  # doubles as the Standard Webhooks `webhook-id`
 
 

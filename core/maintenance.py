@@ -58,6 +58,7 @@ from core.tables import (
     IdempotencyKey,
     Job,
     JobEvent,
+    ResultFile,
     WebhookAttempt,
     WebhookDelivery,
     utcnow,
@@ -392,7 +393,10 @@ def prune(session: Session, *, now: dt.datetime, settings: Settings) -> dict[str
 
     # Budget totals live on the key and batch rows and outlive the jobs; a job whose hold must
     # still change is settled into them first, and kept while another transaction holds it.
-    old = and_(Job.status.in_(TERMINAL_STATUSES), Job.finished_at < cutoff)
+    # a job keeps its row while it has stored files: the archive pump removes those first,
+    # objects before rows (`worker.archive.prune_files`), so no object is left unaccounted for
+    has_files = select(ResultFile.id).where(ResultFile.job_id == Job.id).exists()
+    old = and_(Job.status.in_(TERMINAL_STATUSES), Job.finished_at < cutoff, ~has_files)
     unsettled, settled = text(f"({POINTS_UNSETTLED})"), text(f"NOT ({POINTS_UNSETTLED})")
     settle_costs(
         session,

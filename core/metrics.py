@@ -44,9 +44,11 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from core.archive import archive_counts
 from core.db import Database
 from core.tables import (
     ACTIVE_STATUSES,
+    ARCHIVE_STATES,
     BATCH_RUNNING,
     DELIVERY_DEAD,
     DELIVERY_PENDING,
@@ -136,6 +138,17 @@ POINTS = Counter(
     ["provider", "model"],
     registry=None,
 )
+ARCHIVE_COPIES = Counter(
+    "mcjobs_archive_copies",
+    "Outputs copied into our storage, by outcome (copied, refused, failed).",
+    ["outcome"],
+    registry=None,
+)
+ARCHIVE_BYTES = Counter(
+    "mcjobs_archive_bytes",
+    "Bytes copied into our storage.",
+    registry=None,
+)
 PUMP_METRICS: tuple[Collector, ...] = (
     SUBMITS,
     POLLS,
@@ -146,6 +159,8 @@ PUMP_METRICS: tuple[Collector, ...] = (
     WEBHOOK_ATTEMPTS,
     WEBHOOK_SECONDS,
     POINTS,
+    ARCHIVE_COPIES,
+    ARCHIVE_BYTES,
 )
 
 _UNSAFE = re.compile(r"[^a-z0-9_.\-]+")
@@ -186,6 +201,14 @@ def record_webhook_attempt(outcome: str, seconds: float | None = None) -> None:
         WEBHOOK_SECONDS.observe(max(0.0, seconds))
 
 
+def record_archive_copy(outcome: str, size: int = 0) -> None:
+    """One output copy: ``copied``, ``refused`` (gone, wrong type, too big) or ``failed``
+    (tried again later)."""
+    ARCHIVE_COPIES.labels(_label(outcome)).inc()
+    if size > 0:
+        ARCHIVE_BYTES.inc(size)
+
+
 def record_points(provider: str, model: str, points: int) -> None:
     """Points charged for a job that just finished."""
     if points > 0:
@@ -200,6 +223,7 @@ class _Snapshot:
     deliveries: dict[str, int]
     failing_deliveries: int
     running_batches: int
+    archive: dict[str, int]
     seconds: float
 
 
@@ -264,6 +288,8 @@ class DatabaseCollector(Collector):
                 )
             )
             batches = s.scalar(select(func.count()).where(Batch.status == BATCH_RUNNING))
+            archive = dict.fromkeys(ARCHIVE_STATES, 0)
+            archive.update(archive_counts(s))
         return _Snapshot(
             jobs=jobs,
             oldest_queued=oldest,
@@ -271,6 +297,7 @@ class DatabaseCollector(Collector):
             deliveries=deliveries,
             failing_deliveries=int(failing or 0),
             running_batches=int(batches or 0),
+            archive=archive,
             seconds=time.perf_counter() - started,
         )
 
@@ -322,6 +349,14 @@ class DatabaseCollector(Collector):
             "Batches with queued or running jobs.",
             value=snap.running_batches,
         )
+        archive = GaugeMetricFamily(
+            "mcjobs_archive_jobs",
+            "Succeeded jobs by the state of copying their outputs into our storage.",
+            labels=["state"],
+        )
+        for state, n in sorted(snap.archive.items()):
+            archive.add_metric([state], n)
+        yield archive
         yield GaugeMetricFamily(
             "mcjobs_metrics_database_read_seconds",
             "Time the last database read for these gauges took.",

@@ -18,6 +18,7 @@ SUBMIT_TICK = "mcjobs.tick.submit"
 POLL_TICK = "mcjobs.tick.poll"
 MAINTENANCE_TICK = "mcjobs.tick.maintenance"
 DELIVER_TICK = "mcjobs.tick.deliver"
+ARCHIVE_TICK = "mcjobs.tick.archive"
 TICK_QUEUE = "mcjobs.ticks"
 
 _senders: dict[str, Celery] = {}

@@ -72,6 +72,32 @@ class Settings(BaseSettings):
     # after a rotation, deliveries are signed with the old secret too for this long
     webhook_secret_overlap_hours: float = Field(default=24.0, ge=0)
 
+    # result storage (docs/configuration.md, "Result storage")
+    # unset or a path: files on the local disk (var/files); s3://bucket/prefix: an S3 store
+    storage_url: str = "var/files"
+    storage_s3_endpoint: str | None = None
+    storage_s3_region: str | None = None
+    storage_s3_access_key_id: SecretStr | None = None
+    storage_s3_secret_access_key: SecretStr | None = None
+    storage_connect_timeout: float = Field(default=5.0, gt=0)
+    storage_timeout: float = Field(default=120.0, gt=0)
+    # how long a presigned S3 link from GET /v1/files/{id} stays valid
+    storage_presign_seconds: float = Field(default=900.0, gt=0, le=7 * 86400)
+    # the API's address as clients reach it: the stable file URLs in results and webhooks
+    public_base_url: str | None = None
+    archive_enabled: bool = True
+    archive_batch_size: int = Field(default=50, ge=1)
+    archive_concurrency: int = Field(default=8, ge=1)
+    archive_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    archive_max_attempts: int = Field(default=6, ge=1)
+    archive_timeout_seconds: float = Field(default=120.0, gt=0)
+    archive_content_types: tuple[str, ...] = ("image/", "video/")
+    # hold a succeeded job's webhook until its outputs are copied (or given up on), at most
+    # this long; 0 sends it at once with the upstream URLs only
+    archive_webhook_wait_seconds: float = Field(default=60.0, ge=0)
+    # gaps between a failed copy and the next try
+    archive_retry_seconds: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0)
+
     # API
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
@@ -97,6 +123,12 @@ class Settings(BaseSettings):
     def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         # an empty token would be "set" yet match an empty bearer: read it as not set
         return value if value is not None and value.get_secret_value().strip() else None
+
+    @property
+    def file_base_url(self) -> str:
+        """Where clients fetch archived files: ``PUBLIC_BASE_URL`` or the API's own address."""
+        base = self.public_base_url or f"http://{self.api_host}:{self.api_port}"
+        return base.rstrip("/")
 
     @property
     def uses_simulator(self) -> bool:

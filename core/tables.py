@@ -45,6 +45,13 @@ BATCH_COMPLETED = "completed"
 BATCH_CANCELLED = "cancelled"
 BATCH_STATUSES = (BATCH_RUNNING, BATCH_COMPLETED, BATCH_CANCELLED)
 
+ARCHIVE_PENDING = "pending"
+ARCHIVE_DONE = "done"
+ARCHIVE_FAILED = "failed"
+ARCHIVE_SKIPPED = "skipped"
+ARCHIVE_STATES = (ARCHIVE_PENDING, ARCHIVE_DONE, ARCHIVE_FAILED, ARCHIVE_SKIPPED)
+ARCHIVE_DUE = "archive_state = 'pending'"
+
 DELIVERY_PENDING = "pending"
 DELIVERY_SUCCEEDED = "succeeded"
 DELIVERY_DEAD = "dead"
@@ -190,6 +197,13 @@ class Job(Base):
             postgresql_where=text(COSTED),
             sqlite_where=text(COSTED),
         ),
+        # the archive pump's claim: succeeded jobs whose outputs are still to be copied
+        Index(
+            "ix_jobs_archive_due",
+            "archive_due_at",
+            postgresql_where=text(ARCHIVE_DUE),
+            sqlite_where=text(ARCHIVE_DUE),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -236,6 +250,41 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     upstream_raw: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+    # Copying the outputs into our storage (`worker.archive`): set to pending by the move to
+    # succeeded, then done, failed (retries used up) or skipped (archiving off).
+    archive_state: Mapped[str | None] = mapped_column(String(16))
+    archive_due_at: Mapped[dt.datetime | None]
+    archive_lease_until: Mapped[dt.datetime | None]
+    archive_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    archive_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ResultFile(Base):
+    """One output of a job copied into our storage: what `GET /v1/files/{id}` serves.
+
+    At most one row per (job, index), so a copy replayed after a crash never adds a second."""
+
+    __tablename__ = "result_files"
+    __table_args__ = (
+        UniqueConstraint("job_id", "output_index"),
+        Index(None, "api_key_id", "copied_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    # the owning tenant's key, copied from the job so serving checks it without a join
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    output_index: Mapped[int] = mapped_column(Integer)
+    # the object's key in the store, relative to the store's prefix
+    key: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(100))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    source_url: Mapped[str | None] = mapped_column(Text)
+    copied_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class JobEvent(Base):
@@ -341,6 +390,7 @@ __all__ = [
     "IdempotencyKey",
     "Job",
     "JobEvent",
+    "ResultFile",
     "WebhookAttempt",
     "WebhookDelivery",
     "metadata",

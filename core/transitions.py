@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.outbox import enqueue_job_event, enqueue_job_events
 from core.tables import (
+    ARCHIVE_PENDING,
     CANCELLED,
     FAILED,
     QUEUED,
@@ -39,6 +40,17 @@ class IllegalTransition(ValueError):
     pass
 
 
+def archive_pending(now: dt.datetime) -> dict[str, Any]:
+    """What a move to succeeded sets so the archive pump copies the job's outputs."""
+    return {
+        "archive_state": ARCHIVE_PENDING,
+        "archive_due_at": now,
+        "archive_attempts": 0,
+        "archive_error": None,
+        "archive_lease_until": None,
+    }
+
+
 def transition(
     session: Session,
     job_id: str,
@@ -64,6 +76,8 @@ def transition(
     changes: dict[str, Any] = {"status": to_status, "updated_at": now}
     if to_status in TERMINAL_STATUSES:
         changes.update(finished_at=now, due_at=None, lease_until=None, lease_owner=None)
+    if to_status == SUCCEEDED:
+        changes.update(archive_pending(now))
     changes.update(values or {})
     job: Job | None = None
     previous = froms[0]
@@ -124,6 +138,8 @@ def transition_held(
     changes: dict[str, Any] = {"status": to_status, "updated_at": now}
     if to_status in TERMINAL_STATUSES:
         changes.update(finished_at=now, due_at=None, lease_until=None, lease_owner=None)
+    if to_status == SUCCEEDED:
+        changes.update(archive_pending(now))
     changes.update(shared or {})
     changes.update({name: bindparam(f"b_{name}", type_=table.c[name].type) for name in columns})
     statement = (

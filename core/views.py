@@ -33,6 +33,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "progress": job.progress or 0,
         "upstream_task_id": job.upstream_task_id,
         "result": job.result,
+        "archive": _archive(job),
         "cost_points": job.cost_points,
         "estimated_points": job.estimated_points,
         "error": error,
@@ -45,6 +46,17 @@ def job_view(job: Job) -> dict[str, Any]:
         "created_at": rfc3339(job.created_at),
         "submitted_at": rfc3339(job.submitted_at),
         "finished_at": rfc3339(job.finished_at),
+    }
+
+
+def _archive(job: Job) -> dict[str, Any] | None:
+    """Where copying the job's outputs into our storage stands (None before it succeeded)."""
+    if not job.archive_state:
+        return None
+    return {
+        "state": job.archive_state,
+        "attempts": job.archive_attempts or 0,
+        "error": job.archive_error,
     }
 
 

@@ -16,7 +16,13 @@ from celery.signals import after_setup_logger, worker_process_init, worker_proce
 from core import nudge
 from core.settings import Settings, get_settings
 
-TICKS = (nudge.SUBMIT_TICK, nudge.POLL_TICK, nudge.MAINTENANCE_TICK, nudge.DELIVER_TICK)
+TICKS = (
+    nudge.SUBMIT_TICK,
+    nudge.POLL_TICK,
+    nudge.MAINTENANCE_TICK,
+    nudge.DELIVER_TICK,
+    nudge.ARCHIVE_TICK,
+)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

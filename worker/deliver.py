@@ -62,6 +62,13 @@ def lease_seconds(settings: Settings) -> float:
     return max(settings.lease_seconds, 2.0 * settings.webhook_timeout_seconds)
 
 
+def archive_wait(settings: Settings) -> dt.timedelta | None:
+    """How long a succeeded job's webhook waits for its outputs to be copied (None: not at all)."""
+    if not settings.archive_enabled or settings.archive_webhook_wait_seconds <= 0:
+        return None
+    return dt.timedelta(seconds=settings.archive_webhook_wait_seconds)
+
+
 def rotation_overlap(settings: Settings) -> dt.timedelta:
     return dt.timedelta(hours=settings.webhook_secret_overlap_hours)
 
@@ -79,6 +86,7 @@ async def run_deliver_pump(ctx: DeliverContext) -> int:
                 lease_seconds=lease_seconds(settings),
                 limit=settings.deliver_batch_size,
                 rotation_overlap=rotation_overlap(settings),
+                archive_wait=archive_wait(settings),
             )
 
     def record() -> None:

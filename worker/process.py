@@ -21,7 +21,9 @@ import redis
 
 from core.db import Database, get_database
 from core.settings import Settings, get_settings
+from core.storage import open_storage
 from metachat.client import make_http_client
+from worker.archive import ArchiveContext, make_download_client
 from worker.context import PumpContext, build_pump_context
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class WorkerProcess:
         )
         self.owner = self.pumps.owner
         self._webhook_sender: Any = None
+        self._archiver: ArchiveContext | None = None
         self._busy = threading.Lock()
         self._last_run: dict[str, float] = {}
 
@@ -80,6 +83,21 @@ class WorkerProcess:
 
             self._webhook_sender = deliver.make_sender(self.settings)
         return self._webhook_sender
+
+    @property
+    def archiver(self) -> ArchiveContext:
+        """The archive pump's context: the result store and a download client, made on first
+        use and sharing the pumps' database thread."""
+        if self._archiver is None:
+            self._archiver = ArchiveContext(
+                db=self.db,
+                settings=self.settings,
+                store=open_storage(self.settings),
+                http=make_download_client(self.settings),
+                owner=self.owner,
+                offload=self.pumps.offload,
+            )
+        return self._archiver
 
     def due_every(self, name: str, seconds: float) -> bool:
         """True at most once every `seconds` for `name` (and on the first call)."""
@@ -109,6 +127,8 @@ class WorkerProcess:
         """Close the clients on their own loop, then the loop."""
         try:
             self.loop.run_until_complete(self.http.aclose())
+            if self._archiver is not None:
+                self.loop.run_until_complete(self._archiver.http.aclose())
             sender = self._webhook_sender
             closer = getattr(sender, "aclose", None) or getattr(sender, "close", None)
             if closer is not None:

@@ -1,4 +1,4 @@
-"""The four Celery tasks. Each is a thin door into a pump that runs on the process's loop."""
+"""The five Celery tasks. Each is a thin door into a pump that runs on the process's loop."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Any, cast
 
 from core import nudge
 from core.maintenance import MaintenanceReport, run_maintenance
+from worker.archive import ArchiveReport, prune_files, run_archive_pump
 from worker.balance import BALANCE_EVERY_SECONDS, refresh_upstream_balance
 from worker.celery_app import app
 from worker.poll import run_poll_pump
-from worker.process import WorkerProcess, current_process
+from worker.process import PRUNE_EVERY_SECONDS, WorkerProcess, current_process
 from worker.submit import run_submit_pump
 
 
@@ -68,3 +69,16 @@ def _deliver(process: WorkerProcess) -> Any:
     except ImportError:  # webhook delivery not installed in this build
         return None
     return deliver.run_deliver_pump(process)
+
+
+@_tick_task(nudge.ARCHIVE_TICK)
+def archive_tick() -> None:
+    process = current_process()
+    process.run_tick("archive", lambda: _archive(process))
+
+
+async def _archive(process: WorkerProcess) -> ArchiveReport:
+    report = await run_archive_pump(process.archiver, window_seconds=_window(process))
+    if process.due_every("prune_files", PRUNE_EVERY_SECONDS):
+        await prune_files(process.archiver)
+    return report

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, insert, not_, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.archive import held_for_archive
 from core.tables import (
     DELIVERY_PENDING,
     DELIVERY_SUCCEEDED,
@@ -64,11 +65,18 @@ def claim_due_deliveries(
     lease_seconds: float,
     limit: int,
     rotation_overlap: dt.timedelta = DEFAULT_ROTATION_OVERLAP,
+    archive_wait: dt.timedelta | None = None,
 ) -> list[ClaimedDelivery]:
-    """Lease up to `limit` due pending deliveries to `owner`, oldest due first."""
+    """Lease up to `limit` due pending deliveries to `owner`, oldest due first.
+
+    With ``archive_wait``, a ``job.succeeded`` delivery waits (at most that long) while its
+    job's outputs are being copied, so it goes out carrying our file URLs (`core.archive`)."""
+    due = _due(now)
+    if archive_wait is not None and archive_wait > dt.timedelta(0):
+        due = and_(due, not_(held_for_archive(now, archive_wait)))
     candidates = (
         select(WebhookDelivery.id)
-        .where(_due(now))
+        .where(due)
         .order_by(WebhookDelivery.due_at, WebhookDelivery.id)
         .limit(limit)
     )
@@ -79,7 +87,7 @@ def claim_due_deliveries(
         return []
     claimed = session.execute(
         update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(ids), _due(now))
+        .where(WebhookDelivery.id.in_(ids), due)
         .values(lease_owner=owner, lease_until=now + dt.timedelta(seconds=lease_seconds))
         .returning(
             WebhookDelivery.id,

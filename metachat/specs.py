@@ -31,6 +31,9 @@ PROVIDERS: tuple[Provider, ...] = (
     "chat",
 )
 
+SYNC_PROVIDERS: frozenset[Provider] = frozenset({"gpt-image", "google-image", "chat"})
+"""Providers on the OpenAI-compatible host: each job is one synchronous call."""
+
 Family = Literal["midjourney", "image", "video", "openai-image", "openai-chat"]
 """The upstream endpoint family a model is served by. The ``openai-*`` families live on the
 OpenAI-compatible host (``METACHAT_LLM_BASE_URL``) and answer in one synchronous call."""

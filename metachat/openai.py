@@ -91,6 +91,8 @@ def read_answer(response: httpx.Response, *, redact: Callable[[str], str]) -> di
     if code < 300 and body is not None and not error:
         return body
     detail = error if isinstance(error, dict) else {}
+    if not detail and body is not None and isinstance(body.get("message"), str):
+        detail = {"message": body["message"]}  # a MetaChat envelope on this host
     message = redact(_message(detail, error, response))
     kind = str(detail.get("type") or "")
     err_code = str(detail.get("code") or "")

@@ -17,6 +17,7 @@ probe is reported as such (``accepted``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -292,7 +293,8 @@ def _llm_rows(answers: Sequence[Answer]) -> list[Row]:
     groups: dict[tuple[str, str], list[Answer]] = {}
     for answer in answers:
         if answer.probe.kind == "llm-models":
-            rows.append(_row_of([answer], relied_on=False))
+            row = _row_of([answer], relied_on=False)
+            rows.append(dataclasses.replace(row, detail=_short(answer.message)))
         else:
             groups.setdefault((answer.probe.template, answer.probe.what), []).append(answer)
     for (_, what), group in groups.items():

@@ -45,7 +45,7 @@ from core.tables import ARCHIVE_DONE, QUEUED, RUNNING, SUCCEEDED, Job
 from core.transitions import transition_held
 from metachat.client import make_http_client
 from metachat.openai import SyncAnswer
-from worker import observe
+from worker import codes, observe
 from worker.context import PumpContext
 from worker.submit import (
     SubmitReport,
@@ -202,7 +202,7 @@ def _plans(ctx: PumpContext, done: Sequence[_Done]) -> list[_Plan]:
         )
         if isinstance(entry.outcome, ResultNotStored):
             verdict = dataclasses.replace(
-                verdict, action=Action.FAIL, code="result_not_stored", spends_attempt=True
+                verdict, action=Action.FAIL, code=codes.RESULT_NOT_STORED, spends_attempt=True
             )
         plans.append(_Plan(entry.item, entry.outcome, verdict))
     return plans

@@ -100,6 +100,7 @@ class Simulator:
                 "reserved": self.book.reserved,
                 "points_spent": sum(r.points for r in self.book.usage),
                 "tasks": self.book.counts(now),
+                "llm": self.llm.stats.as_dict(),
             }
 
     def task_view(self, task_id: str) -> dict[str, object] | None:

@@ -20,7 +20,17 @@ from pathlib import Path
 import psutil
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-ORDER = ("machine", "pipeline", "idle", "polling", "ingest", "fairness", "api", "chaos")
+ORDER = (
+    "machine",
+    "pipeline",
+    "idle",
+    "polling",
+    "ingest",
+    "fairness",
+    "api",
+    "archive",
+    "chaos",
+)
 
 DOC_HEADER = """# Benchmarks
 

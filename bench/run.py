@@ -4,8 +4,9 @@
     python -m bench.run --only pipeline,ingest --quick
     python -m bench.run --only pipeline --jobs 5000 --runs 5
 
-Benchmarks: pipeline, polling, ingest, fairness, api, idle. ``--quick`` shrinks every size for a
-fast look; quick results are printed but not written to the document unless ``--write`` is given.
+Benchmarks: pipeline, polling, ingest, fairness, api, idle, archive. ``--quick`` shrinks every
+size for a fast look; quick results are printed but not written to the document unless
+``--write`` is given.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from rich.table import Table
 from bench.report import Section, command_line, machine_facts, machine_section, write_sections
 from bench.stack import Stack, fresh_postgres, server_versions
 
-NAMES = ("pipeline", "polling", "ingest", "fairness", "api", "idle")
+NAMES = ("pipeline", "polling", "ingest", "fairness", "api", "idle", "archive")
 console = Console(stderr=True)
 
 
@@ -126,6 +127,16 @@ def bench_idle(args: argparse.Namespace) -> Section:
     return run_idle(seconds=20 if args.quick else 60, progress=_say("idle"))
 
 
+def bench_archive(args: argparse.Namespace) -> Section:
+    from bench.archive import run_archive
+
+    return run_archive(
+        files=200 if args.quick else 1000,
+        s3_files=50 if args.quick else 300,
+        progress=_say("archive"),
+    )
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], Section]] = {
     "pipeline": bench_pipeline,
     "polling": bench_polling,
@@ -133,6 +144,7 @@ BENCHES: dict[str, Callable[[argparse.Namespace], Section]] = {
     "fairness": bench_fairness,
     "api": bench_api,
     "idle": bench_idle,
+    "archive": bench_archive,
 }
 
 
@@ -169,6 +181,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=0, help="pipeline: rounds (median taken)")
     parser.add_argument("--write", action="store_true", help="write quick results too")
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
+    parser.add_argument(
+        "--no-machine",
+        action="store_true",
+        help="leave the Machine section as it is (this run's section names its own machine)",
+    )
     args = parser.parse_args(argv)
     args.names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(args.names) - set(NAMES))
@@ -192,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(summary(sections))
         write = not args.no_write and (args.write or not args.quick)
         if write:
-            write_sections([machine(), *sections], command=command_line())
+            head = [] if args.no_machine else [machine()]
+            write_sections([*head, *sections], command=command_line())
             console.print("results written to docs/benchmarks.md")
     return 1 if failures else 0
 

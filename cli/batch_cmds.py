@@ -70,8 +70,8 @@ def save_results(
         saved += len(entry.files)
         failed += entry.error is not None
 
-    with err.status(f"downloading to {directory} …"):
-        entries = download_results(jobs, directory, template=template, on_done=tick)
+    with err.status(f"downloading to {directory} …"), client.files_client() as stored:
+        entries = download_results(jobs, directory, template=template, on_done=tick, stored=stored)
     err.print(f"saved {saved} files for {len(entries)} jobs in {directory} (manifest.csv)")
     for entry in entries:
         if entry.error:

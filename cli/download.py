@@ -3,7 +3,10 @@
 A file is named from a template over the job (``{id}``, ``{n}`` — the job's 1-based place in
 the batch — ``{model}``, ``{action}`` and any metadata key, e.g. ``{sku}-{n}``), made safe for
 file systems (never starting with ``-`` or ``.``); a job with several images gets ``_1``, ``_2``…
-Files already on disk are kept, so a second run only fetches what is missing. Result URLs are
+Files already on disk are kept, so a second run only fetches what is missing. A result that
+the service archived (``result.files``) is fetched from our own ``GET /v1/files/{id}`` with the
+API key (on an S3 store that answers with a presigned redirect, which httpx follows without the
+key); the upstream URL is the fallback for an output with no stored copy. Upstream URLs are
 fetched *without* the API key: they live on storage hosts that need none, and the key must not
 travel to them.
 
@@ -75,6 +78,24 @@ def result_urls(job: Mapping[str, Any]) -> list[str]:
         videos.insert(0, result["video_url"])
     urls.extend(dict.fromkeys(videos))
     return urls
+
+
+def result_sources(job: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+    """Each output as (stored file id or None, upstream URL), in output order."""
+    result = job.get("result") or {}
+    stored = {
+        entry.get("index"): entry.get("id")
+        for entry in result.get("files") or []
+        if isinstance(entry, Mapping) and isinstance(entry.get("id"), str)
+    }
+    image_urls = [url for url in result.get("image_urls") or [] if isinstance(url, str)]
+    videos = result.get("video_urls") or (
+        [result["video_url"]] if isinstance(result.get("video_url"), str) else []
+    )
+    # indexes as the service numbers outputs: images, then the video URL(s) as listed
+    indexed = [*image_urls, *(url for url in videos if isinstance(url, str))]
+    ours = {url: stored.get(index) for index, url in enumerate(indexed)}
+    return [(ours.get(url), url) for url in result_urls(job)]
 
 
 def _safe(text: str) -> str:
@@ -158,15 +179,28 @@ def _fetch(client: httpx.Client, url: str, stem: Path, attempts: int = 3) -> Pat
     raise RuntimeError(f"{type(last).__name__}: {last}") from None
 
 
-def _job_files(client: httpx.Client, entry: JobFiles, stem: str, directory: Path) -> JobFiles:
-    urls = result_urls(entry.job)
-    for index, url in enumerate(urls, start=1):
-        name = f"{stem}_{index}" if len(urls) > 1 else stem
-        try:
-            saved = _fetch(client, url, directory / name)
-        except RuntimeError as exc:
-            entry.error = f"download failed: {exc}"
-            continue
+def _job_files(
+    client: httpx.Client,
+    entry: JobFiles,
+    stem: str,
+    directory: Path,
+    stored: httpx.Client | None = None,
+) -> JobFiles:
+    sources = result_sources(entry.job)
+    for index, (file_id, url) in enumerate(sources, start=1):
+        name = f"{stem}_{index}" if len(sources) > 1 else stem
+        saved: Path | None = None
+        if file_id is not None and stored is not None:
+            try:
+                saved = _fetch(stored, f"/v1/files/{file_id}", directory / name)
+            except RuntimeError:
+                saved = None  # our copy is unavailable: the upstream link may still work
+        if saved is None:
+            try:
+                saved = _fetch(client, url, directory / name)
+            except RuntimeError as exc:
+                entry.error = f"download failed: {exc}"
+                continue
         entry.files.append(saved.name)
     return entry
 
@@ -179,10 +213,13 @@ def download_results(
     concurrency: int = 8,
     on_done: Callable[[JobFiles], None] | None = None,
     client: httpx.Client | None = None,
+    stored: httpx.Client | None = None,
 ) -> list[JobFiles]:
     """Save every succeeded job's files into `directory` and write its `manifest.csv`.
 
     `jobs` are Job views in batch order. Returns one `JobFiles` per job, in the same order.
+    ``stored`` is a client for our API (its base URL and key): archived copies come from it,
+    upstream URLs from ``client``.
     """
     directory.mkdir(parents=True, exist_ok=True)
     entries = [JobFiles(job, n) for n, job in enumerate(jobs, start=1)]
@@ -199,7 +236,7 @@ def download_results(
     try:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             futures = [
-                pool.submit(_job_files, http, entry, stems[entry.n], directory)
+                pool.submit(_job_files, http, entry, stems[entry.n], directory, stored)
                 for entry in entries
                 if entry.job.get("status") == "succeeded"
             ]

@@ -89,12 +89,25 @@ class ApiClient:
             raise ApiError(0, "no API key", "set MCJOBS_API_KEY or pass --api-key")
         self.base_url = (base_url or os.environ.get("MCJOBS_URL") or DEFAULT_URL).rstrip("/")
         self.retries = retries
+        self._transport = transport
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {key}", "User-Agent": "mcjobs-cli"},
             timeout=timeout,
             trust_env=False,
             transport=transport,
+        )
+
+    def files_client(self) -> httpx.Client:
+        """A client for `GET /v1/files/{id}` downloads: this key and base URL, redirects
+        followed (httpx drops the key when a redirect leaves our host, e.g. to S3)."""
+        return httpx.Client(
+            base_url=self.base_url,
+            headers=dict(self._http.headers),
+            timeout=120.0,
+            trust_env=False,
+            follow_redirects=True,
+            transport=self._transport,
         )
 
     def __enter__(self) -> ApiClient:

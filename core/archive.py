@@ -255,13 +255,12 @@ def held_for_archive(now: dt.datetime, wait: dt.timedelta) -> ColumnElement[bool
     )
 
 
-def archive_counts(session: Session) -> dict[str, int]:
-    """Jobs by archive state (the dashboard and /metrics)."""
-    rows = session.execute(
-        select(Job.archive_state, func.count())
-        .where(Job.archive_state.is_not(None))
-        .group_by(Job.archive_state)
-    ).all()
+def archive_counts(session: Session, *, api_key_id: str | None = None) -> dict[str, int]:
+    """Jobs by archive state (the dashboard and /metrics), of one key or of all."""
+    query = select(Job.archive_state, func.count()).where(Job.archive_state.is_not(None))
+    if api_key_id is not None:
+        query = query.where(Job.api_key_id == api_key_id)
+    rows = session.execute(query.group_by(Job.archive_state)).all()
     return {str(state): int(count) for state, count in rows}
 
 

@@ -121,6 +121,8 @@ def settings_for(redis_url: str) -> object:
             "redis_url": redis_url,
             "webhook_allow_private": True,
             "metachat_api_key": "test-key",
+            # webhook tests look at deliveries alone; the storage tests turn the wait on
+            "archive_webhook_wait_seconds": 0,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

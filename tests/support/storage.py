@@ -149,3 +149,51 @@ def read_job(db: Database, job_id: str) -> Job:
 
 def stored_bytes(store: ResultStore, key: str) -> bytes:
     return bytes(asyncio.run(store.get(key)))
+
+
+class SlowFileServer:
+    """A real HTTP server on 127.0.0.1 serving one PNG: it sends the first half, then holds
+    the rest until ``release`` is set, so a copier can be killed mid-copy."""
+
+    BODY = PNG + b"\0" * 200_000
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.half_sent = threading.Event()
+        self.release = threading.Event()
+        self.requests = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests += 1
+                body = server.BODY
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                half = len(body) // 2
+                try:
+                    self.wfile.write(body[:half])
+                    self.wfile.flush()
+                    server.half_sent.set()
+                    server.release.wait(timeout=60)
+                    self.wfile.write(body[half:])
+                except OSError:
+                    return  # the copier went away
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/slow.png"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.release.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()

@@ -8,7 +8,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from api.routes.dashboard.charts import (
     Chart,
@@ -18,6 +18,7 @@ from api.routes.dashboard.charts import (
     status_mix,
     throughput_chart,
 )
+from core.archive import archive_counts
 from core.db import Database
 from core.stats import (
     BatchProgress,
@@ -75,6 +76,8 @@ class DashboardView:
     batches: list[BatchRow]
     keys: list[KeyChoice]
     balance: UpstreamBalance | None
+    # succeeded jobs by the state of copying their outputs (pending, done, failed, skipped)
+    archive: dict[str, int] = field(default_factory=dict)
 
     @property
     def key_names(self) -> dict[str, str]:
@@ -103,6 +106,7 @@ def build_view(
         failures = recent_failures(session, since=since, api_key_id=api_key_id, limit=TABLE_ROWS)
         batches = batches_in_progress(session, api_key_id=api_key_id)
         keys = key_choices(session)
+        archive = archive_counts(session, api_key_id=api_key_id)
     return DashboardView(
         window=window,
         api_key_id=api_key_id,
@@ -125,6 +129,7 @@ def build_view(
         ],
         keys=keys,
         balance=balance,
+        archive=archive,
     )
 
 

@@ -11,9 +11,11 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
+from api.routes.dashboard.view import WINDOWS, build_view
 from core.db import Database
 from core.files import files_of, record_file
 from core.maintenance import prune
+from core.metrics import DatabaseCollector, build_registry, render
 from core.settings import Settings
 from core.tables import SUCCEEDED, Job, ResultFile, utcnow
 from core.transitions import transition
@@ -293,3 +295,19 @@ def test_archiving_off_settles_jobs_as_skipped(
     run(run_archive_pump(archive_context(db, settings)))
     assert read_job(db, job_id).archive_state == "skipped"
     assert archive_wait(settings) is None
+
+
+def test_a_failed_archive_shows_in_metrics_and_on_the_dashboard(
+    db: Database, storage_settings: Callable[..., Settings]
+) -> None:
+    settings = storage_settings()
+    key = make_key(db)
+    job_id = succeeded_job(db, key.id, {"image_urls": [f"{CDN}/gone.png"]})
+    run(run_archive_pump(archive_context(db, settings)))
+
+    scrape = render(build_registry(DatabaseCollector(db, cache_seconds=0))).decode()
+    view = build_view(db, window=WINDOWS["1h"], api_key_id=None, balance=None)
+
+    assert 'mcjobs_archive_jobs{state="failed"} 1.0' in scrape
+    assert view.archive.get("failed") == 1
+    assert read_job(db, job_id).status == SUCCEEDED

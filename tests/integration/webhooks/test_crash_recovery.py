@@ -61,6 +61,8 @@ def test_a_pump_process_killed_mid_send_leads_to_a_later_delivery_with_the_same_
             "WEBHOOK_TIMEOUT_SECONDS": "2",
             "LEASE_SECONDS": "1",
             "PUMP_OWNER": "doomed-worker",
+            # the deliver pump alone: no archive pump runs to release a held webhook
+            "ARCHIVE_WEBHOOK_WAIT_SECONDS": "0",
         }
         child = subprocess.Popen(
             [sys.executable, "-m", "tests.support.webhook_pump_child"], cwd=ROOT, env=env

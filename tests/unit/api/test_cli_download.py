@@ -125,3 +125,46 @@ def test_a_failed_download_is_recorded_not_fatal(storage: Storage, tmp_path: Pat
     assert entry.files == []
     assert entry.error is not None and "download failed" in entry.error
     assert "download failed" in (tmp_path / "manifest.csv").read_text()
+
+
+def _archived(n: int, file_ids: list[str | None]) -> dict[str, Any]:
+    job = _job(n)
+    urls = [f"https://oss.test/{n}/{i}.png" for i in range(len(file_ids))]
+    job["result"] = {
+        "image_urls": urls,
+        "video_url": None,
+        "files": [
+            {"id": file_id, "index": i, "url": f"https://api.test/v1/files/{file_id}"}
+            for i, file_id in enumerate(file_ids)
+            if file_id is not None
+        ],
+    }
+    return job
+
+
+def test_archived_copies_come_from_our_api_with_the_key_and_the_rest_from_upstream(
+    storage: Storage, tmp_path: Path
+) -> None:
+    ours: list[httpx.Request] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        ours.append(request)
+        if request.url.path.endswith("file_gone"):
+            return httpx.Response(404)
+        return httpx.Response(200, content=b"our copy", headers={"content-type": "image/png"})
+
+    job = _archived(1, ["file_a", None, "file_gone"])
+    with httpx.Client(
+        transport=httpx.MockTransport(api),
+        base_url="https://api.test",
+        headers={"Authorization": "Bearer mk_secret"},
+    ) as stored:
+        (entry,) = _download(storage, [job], tmp_path, stored=stored)
+
+    assert entry.error is None
+    assert {r.url.path for r in ours} == {"/v1/files/file_a", "/v1/files/file_gone"}
+    assert all(r.headers["authorization"] == "Bearer mk_secret" for r in ours)
+    assert (tmp_path / "job_001_1.png").read_bytes() == b"our copy"
+    # no stored copy, or ours is gone: the upstream link, without the key
+    assert sorted(r.url.path for r in storage.requests) == ["/1/1.png", "/1/2.png"]
+    assert all("authorization" not in r.headers for r in storage.requests)

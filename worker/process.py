@@ -119,6 +119,15 @@ class WorkerProcess:
                 )
             return self._sync_lane
 
+    def wake_sync_lane(self) -> None:
+        """Let the synchronous lane claim; a lane that cannot start (a storage setting that
+        does not work) is logged and never holds up the other pumps."""
+        try:
+            self.sync_lane.wake()
+        except Exception:
+            if self.due_every("sync-lane-error", 60.0):
+                log.exception("the synchronous lane could not start; its jobs stay queued")
+
     def due_every(self, name: str, seconds: float) -> bool:
         """True at most once every `seconds` for `name` (and on the first call)."""
         now = time.monotonic()

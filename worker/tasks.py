@@ -28,7 +28,7 @@ def _window(process: WorkerProcess) -> float:
 def submit_tick() -> None:
     process = current_process()
     # the synchronous lane runs on its own thread: a wake-up only lets it claim
-    process.sync_lane.wake()
+    process.wake_sync_lane()
     process.run_tick(
         "submit", lambda: run_submit_pump(process.pumps, window_seconds=_window(process))
     )

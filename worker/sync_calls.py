@@ -24,7 +24,6 @@ Each job goes through the same trail as a submit, so a crash is handled the same
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import logging
 import threading
@@ -57,7 +56,7 @@ from worker.submit import (
     _tell_limiter,
 )
 from worker.submit_claim import ClaimTally, SubmitWork, claim_submits
-from worker.verdicts import Action, judge_submit_error
+from worker.verdicts import Action, Verdict, judge_submit_error
 
 log = logging.getLogger(__name__)
 
@@ -194,15 +193,19 @@ def _plans(ctx: PumpContext, done: Sequence[_Done]) -> list[_Plan]:
         if isinstance(entry.outcome, SyncAnswer):
             plans.append(_Plan(entry.item, "", None))
             continue
-        verdict = judge_submit_error(
-            entry.outcome,
-            attempts=entry.item.attempts,
-            max_attempts=ctx.settings.submit_max_attempts,
-            resubmit_on_uncertain=ctx.settings.resubmit_on_uncertain,
-        )
         if isinstance(entry.outcome, ResultNotStored):
-            verdict = dataclasses.replace(
-                verdict, action=Action.FAIL, code=codes.RESULT_NOT_STORED, spends_attempt=True
+            verdict = Verdict(
+                Action.FAIL,
+                str(entry.outcome),
+                code=codes.RESULT_NOT_STORED,
+                spends_attempt=True,
+            )
+        else:
+            verdict = judge_submit_error(
+                entry.outcome,
+                attempts=entry.item.attempts,
+                max_attempts=ctx.settings.submit_max_attempts,
+                resubmit_on_uncertain=ctx.settings.resubmit_on_uncertain,
             )
         plans.append(_Plan(entry.item, entry.outcome, verdict))
     return plans

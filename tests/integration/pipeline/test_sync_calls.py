@@ -23,6 +23,7 @@ from core.maintenance import run_maintenance
 from core.settings import Settings
 from core.storage import open_storage
 from core.tables import ARCHIVE_DONE, FAILED, SUCCEEDED, JobEvent, utcnow
+from metachat.openai import SyncAnswer
 from sim import SimConfig
 from tests.support.pipeline_jobs import (
     TestClock,
@@ -36,8 +37,16 @@ from tests.support.pipeline_jobs import (
     status_counts,
 )
 from worker.context import PumpContext, build_pump_context
-from worker.submit_claim import ClaimTally, claim_submits
-from worker.sync_calls import StoreOutput, SyncLane, no_store, store_images, sync_lease_seconds
+from worker.submit_claim import ClaimTally, SubmitWork, claim_submits
+from worker.sync_calls import (
+    ResultNotStored,
+    StoredImage,
+    StoreOutput,
+    SyncLane,
+    no_store,
+    store_images,
+    sync_lease_seconds,
+)
 
 SettingsFor = Callable[..., Settings]
 LLM_BASE = "http://sim.test/v1"
@@ -254,3 +263,25 @@ def test_the_submit_pump_leaves_synchronous_jobs_to_the_lane(
     media, sync = asyncio.run(claims())
     client.close()
     assert (media, sync) == ([media_id], [sync_id])
+
+
+def test_an_answer_that_cannot_be_stored_fails_the_job_and_keeps_its_cost(
+    db: Database, settings_for: SettingsFor, db_url: str, tmp_path: Path
+) -> None:
+    prices = {"gpt-image-1": {"per_image": 5}}
+    settings = lane_settings(
+        settings_for, db_url, tmp_path, metachat_catalogue_overrides={"usage_prices": prices}
+    )
+    transport, _ = sim_transport(SimConfig.for_profile("instant"))
+    key = new_api_key(db)
+    (job_id,) = insert_jobs(db, [job_row(key, model="gpt-image-1", params={"n": 2})])
+
+    async def broken_store(item: SubmitWork, answer: SyncAnswer) -> list[StoredImage]:
+        raise ResultNotStored("the bucket refused the write")
+
+    with running_lane(db, settings, transport, store=broken_store) as lane:
+        assert run_until_done(db, lane) == {FAILED: 1}
+    (job,) = jobs(db, [job_id])
+    assert job.error_code == "result_not_stored"
+    assert "bucket refused" in (job.error_message or "")
+    assert job.cost_points == 10

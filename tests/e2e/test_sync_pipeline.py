@@ -88,3 +88,46 @@ def test_gpt_image_and_chat_jobs_end_with_stored_files_and_text(
         assert job.result is not None and job.result["text"].startswith("Simulated answer")
         assert job.result["usage"]["total_tokens"] > 0
         assert job.upstream_task_id is None and job.polls == 0
+
+
+def test_a_worker_killed_mid_call_leaves_its_jobs_submit_uncertain_and_never_resends(
+    pg_url: str, redis_url: str, tmp_path: Path, files: Path
+) -> None:
+    # pictures take 3 s; the worker is SIGKILLed while every call is on the wire
+    sim_config = SimConfig.for_profile(
+        "fast",
+        seed=9,
+        duration_sigma=0.0,
+        llm_durations={"image": 150.0, "edit": 150.0, "chat": 1.0},
+    )
+    env = {
+        "STORAGE_URL": str(files),
+        "METACHAT_CONNECT_TIMEOUT": "1",
+        "METACHAT_SYNC_READ_TIMEOUT": "5",  # a lease of 2 * (1 + 5 + 2) + 60 = 76 s
+        "BEAT_INTERVAL_SECONDS": "0.5",
+    }
+    with running_pipeline(
+        database_url=pg_url, redis_url=redis_url, logs=tmp_path, sim_config=sim_config, env=env
+    ) as pipeline:
+        db, processes = pipeline.db, pipeline.processes
+        key = new_api_key(db)
+        rows = [job_row(key, model="gpt-image-1.5") for _ in range(6)]
+        insert_batch(db, key, rows)
+        ids = [row["id"] for row in rows]
+        wait_until(
+            lambda: all(j.submit_sent_at is not None for j in jobs(db, ids)),
+            timeout=30,
+            what="every call on the wire",
+        )
+        processes.kill_worker()
+        processes.start_worker()
+        wait_until(
+            lambda: all(j.status in TERMINAL_STATUSES for j in jobs(db, ids)),
+            timeout=180,
+            interval=0.5,
+            what=f"the abandoned calls to be settled\n{processes.log_tail()}",
+        )
+        host = httpx.get(f"{pipeline.sim.root_url}/_sim/llm").json()
+
+    assert {(j.status, j.error_code) for j in jobs(db, ids)} == {("failed", "submit_uncertain")}
+    assert host["by_path"]["images/generations"] == 6, "an uncertain call was sent again"

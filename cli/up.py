@@ -179,6 +179,7 @@ def up(
             if not _wait_for_port(sim_port):
                 raise RuntimeError("the simulator did not start")
             env["METACHAT_BASE_URL"] = f"http://127.0.0.1:{sim_port}/open/v1"
+            env["METACHAT_LLM_BASE_URL"] = f"http://127.0.0.1:{sim_port}/v1"
             env["METACHAT_API_KEY"] = SIM_API_KEY
             # A local demo sends webhooks to local receivers (`mcjobs webhooks listen`).
             env.setdefault("WEBHOOK_ALLOW_PRIVATE", "true")

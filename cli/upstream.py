@@ -68,6 +68,7 @@ def run_check(settings: Settings) -> UpstreamReport:
         check_configured(
             get_catalogue(settings.metachat_catalogue_overrides),
             base_url=settings.metachat_base_url,
+            llm_base_url=settings.metachat_llm_base_url,
             api_key=api_key.get_secret_value() if api_key is not None else None,
             app_id=app_id.get_secret_value() if app_id is not None else None,
             overrides=settings.metachat_catalogue_overrides,

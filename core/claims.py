@@ -22,7 +22,18 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    false,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
@@ -163,8 +174,18 @@ def next_due_at(session: Session, *, status: str) -> dt.datetime | None:
     return value
 
 
-def submit_candidates(session: Session, *, now: dt.datetime, limit: int) -> Sequence[Row[Any]]:
+def submit_candidates(
+    session: Session,
+    *,
+    now: dt.datetime,
+    limit: int,
+    providers: Collection[str] = (),
+    exclude: bool = True,
+) -> Sequence[Row[Any]]:
     """Up to ``limit`` due, unclaimed queued jobs in fair order, read without locks.
+
+    ``providers`` with ``exclude`` (the default) leaves those providers' jobs out; with
+    ``exclude=False`` it takes only theirs (the synchronous lane, `worker.sync_calls`).
 
     Order: rank within ``coalesce(batch_id, api_key_id)`` first (a round-robin over batches and
     keys), then priority and age. Each row carries what the submit claim decides on; the claim
@@ -188,7 +209,12 @@ def submit_candidates(session: Session, *, now: dt.datetime, limit: int) -> Sequ
             Job.created_at,
             func.row_number().over(partition_by=tenant, order_by=order).label("turn"),
         )
-        .where(Job.status == QUEUED, is_due(now), Job.lease_owner.is_(None))
+        .where(
+            Job.status == QUEUED,
+            is_due(now),
+            Job.lease_owner.is_(None),
+            *_provider_filter_of(providers, exclude),
+        )
         .subquery("ranked")
     )
     statement = (
@@ -197,6 +223,13 @@ def submit_candidates(session: Session, *, now: dt.datetime, limit: int) -> Sequ
         .limit(limit)
     )
     return session.execute(statement).all()
+
+
+def _provider_filter_of(providers: Collection[str], exclude: bool) -> list[ColumnElement[bool]]:
+    if not providers:
+        return [] if exclude else [false()]
+    wanted = sorted(providers)
+    return [Job.provider.not_in(wanted) if exclude else Job.provider.in_(wanted)]
 
 
 def lease_jobs(

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_METACHAT_BASE_URL = "https://api.mmchat.xyz/open/v1"
+DEFAULT_LLM_BASE_URL = "https://llm-api.mmchat.xyz/v1"  # backup: https://llm-api.mmchat.dev/v1
 
 # Standard Webhooks recommends retrying over about a day; these are the gaps between attempts.
 DEFAULT_WEBHOOK_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 10800.0, 21600.0, 43200.0)
@@ -43,6 +44,11 @@ class Settings(BaseSettings):
     metachat_connect_timeout: float = Field(default=5.0, gt=0)
     metachat_read_timeout: float = Field(default=30.0, gt=0)
     metachat_max_connections: int = Field(default=50, ge=1)
+    # the OpenAI-compatible host (GPT Image, Gemini image, Imagen, chat): same key; each call is
+    # one long synchronous request with its own read timeout and its own cap per worker process
+    metachat_llm_base_url: str = DEFAULT_LLM_BASE_URL
+    metachat_sync_read_timeout: float = Field(default=180.0, gt=0)
+    metachat_sync_max_in_flight: int = Field(default=8, ge=1)
     # JSON overrides of what no source confirms: paths, prices, durations (docs/upstream.md)
     metachat_catalogue_overrides: dict[str, Any] = Field(default_factory=dict)
 

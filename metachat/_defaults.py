@@ -50,8 +50,22 @@ DEFAULT_PATHS: dict[str, str] = {
     "video.result": "video/result/{id}",
     "account.balance": "account/balance",
     "account.usage": "account/usage",
+    # The OpenAI-compatible host (METACHAT_LLM_BASE_URL): OpenAI's own paths for GPT Image and
+    # chat (documented host; the standard paths our assumption), and the same images paths for
+    # Gemini image and Imagen, which the docs list without showing where they are served.
+    "gpt-image.generate": "images/generations",
+    "gpt-image.edit": "images/edits",
+    "google-image.generate": "images/generations",
+    "google-image.edit": "images/edits",
+    "chat.completions": "chat/completions",
+    "llm.models": "models",
 }
-"""Endpoint key → path relative to the base URL. Result paths carry one ``{id}``."""
+"""Endpoint key → path relative to the base URL (the ``gpt-image.*``, ``google-image.*``,
+``chat.*`` and ``llm.*`` keys: relative to the OpenAI-compatible base URL). Result paths carry
+one ``{id}``."""
+
+_LLM_PREFIXES = ("gpt-image", "google-image", "chat", "llm")
+LLM_ENDPOINTS = frozenset(key for key in DEFAULT_PATHS if key.split(".")[0] in _LLM_PREFIXES)
 
 RESULT_ENDPOINTS = frozenset(key for key, path in DEFAULT_PATHS.items() if "{id}" in path)
 
@@ -62,7 +76,7 @@ class ActionTemplate:
 
     name: str
     endpoint: str
-    result_endpoint: str
+    result_endpoint: str | None
     params_model: type[p.Params]
     prompt: PromptRule
     images: ImageRule
@@ -263,6 +277,99 @@ _GROK_VIDEO = (
 )
 
 
+# --- the OpenAI-compatible host: one synchronous call per job ---------------------------------
+
+_EDIT_REFERENCES = ImageRule(min_count=1, max_count=16, noun="image to edit", allow_data_url=True)
+
+
+def _sync(
+    name: str,
+    endpoint: str,
+    params_model: type[p.Params],
+    *,
+    body: BodyShape,
+    prompt: PromptRule = PROMPT_REQUIRED,
+    images: ImageRule = NO_IMAGES,
+    seconds: float,
+) -> ActionTemplate:
+    return ActionTemplate(
+        name=name,
+        endpoint=endpoint,
+        result_endpoint=None,
+        params_model=params_model,
+        prompt=prompt,
+        images=images,
+        source=None,
+        body=body,
+        result_field="message" if body == "openai_chat" else "b64_json",
+        produces="text" if body == "openai_chat" else "images",
+        expected_seconds=seconds,
+    )
+
+
+_GPT_IMAGE = (
+    _sync("generate", "gpt-image.generate", p.GptImageParams, body="openai_images", seconds=40.0),
+    _sync(
+        "edit",
+        "gpt-image.edit",
+        p.GptImageParams,
+        body="openai_edits",
+        images=_EDIT_REFERENCES,
+        seconds=50.0,
+    ),
+)
+_GEMINI_IMAGE = (
+    _sync(
+        "generate", "google-image.generate", p.GoogleImageParams, body="openai_images", seconds=20.0
+    ),
+    _sync(
+        "edit",
+        "google-image.edit",
+        p.GoogleImageParams,
+        body="openai_edits",
+        images=ImageRule(min_count=1, max_count=3, noun="image to edit", allow_data_url=True),
+        seconds=25.0,
+    ),
+)
+_B64 = MappingProxyType({"response_format": "b64_json"})
+_IMAGEN = (
+    _sync(
+        "generate", "google-image.generate", p.GoogleImageParams, body="openai_images", seconds=15.0
+    ),
+)
+CHAT_ACTIONS = (
+    _sync(
+        "chat",
+        "chat.completions",
+        p.ChatParams,
+        body="openai_chat",
+        prompt=PromptRule(allowed=True, required=False, max_chars=200_000),
+        seconds=10.0,
+    ),
+)
+
+CHAT_MODELS: tuple[tuple[str, str], ...] = (
+    ("gpt-5", "GPT-5"),
+    ("gpt-4.1", "GPT-4.1"),
+    ("gpt-4o-mini", "GPT-4o mini"),
+    ("claude-sonnet-4-5", "Claude Sonnet 4.5"),
+    ("gemini-2.5-pro", "Gemini 2.5 Pro"),
+    ("gemini-2.5-flash", "Gemini 2.5 Flash"),
+    ("deepseek-chat", "DeepSeek V3"),
+    ("grok-4", "Grok 4"),
+    ("qwen3-max", "Qwen3 Max"),
+    ("kimi-k2", "Kimi K2"),
+    ("glm-4.6", "GLM-4.6"),
+)
+"""Chat model ids, one or two per vendor (our assumption: the docs list eight vendors' chat
+without ids we could read). More are added with the ``chat_models`` override."""
+
+
+def chat_model(model_id: str, title: str | None = None) -> ModelTemplate:
+    """A chat model on ``chat/completions`` (also how ``chat_models`` overrides are added)."""
+    return ModelTemplate(model_id, "chat", "openai-chat", title or model_id, CHAT_ACTIONS)
+
+
 def _mj(model_id: str, title: str) -> ModelTemplate:
     return ModelTemplate(model_id, "midjourney", "midjourney", title, MIDJOURNEY_ACTIONS)
 
@@ -302,4 +409,41 @@ MODELS: tuple[ModelTemplate, ...] = (
     ModelTemplate(
         "grok-imagine-video-1.5-preview", "grok", "video", "Grok Imagine video 1.5", _GROK_VIDEO
     ),
+    # documented in MetaChat's model list for the OpenAI-compatible host
+    ModelTemplate("gpt-image-1.5", "gpt-image", "openai-image", "GPT Image 1.5", _GPT_IMAGE),
+    ModelTemplate("gpt-image-1", "gpt-image", "openai-image", "GPT Image 1", _GPT_IMAGE),
+    # listed in the docs' index; ids our assumption (Google's public ids)
+    ModelTemplate(
+        "gemini-2.5-flash-image",
+        "google-image",
+        "openai-image",
+        "Gemini 2.5 Flash Image",
+        _GEMINI_IMAGE,
+        default_params=_B64,
+    ),
+    ModelTemplate(
+        "gemini-3-pro-image-preview",
+        "google-image",
+        "openai-image",
+        "Gemini 3 Pro Image",
+        _GEMINI_IMAGE,
+        default_params=_B64,
+    ),
+    ModelTemplate(
+        "imagen-4.0-generate-001",
+        "google-image",
+        "openai-image",
+        "Imagen 4",
+        _IMAGEN,
+        default_params=_B64,
+    ),
+    ModelTemplate(
+        "imagen-4.0-ultra-generate-001",
+        "google-image",
+        "openai-image",
+        "Imagen 4 Ultra",
+        _IMAGEN,
+        default_params=_B64,
+    ),
+    *(chat_model(model_id, title) for model_id, title in CHAT_MODELS),
 )

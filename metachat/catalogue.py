@@ -23,11 +23,32 @@ from metachat._defaults import (
     RESULT_ENDPOINTS,
     ActionTemplate,
     ModelTemplate,
+    chat_model,
 )
-from metachat.specs import PROVIDERS, ActionSpec, ModelSpec, Provider, ValidatedSpec
+from metachat.specs import (
+    PROVIDERS,
+    ActionSpec,
+    ModelSpec,
+    Provider,
+    UsagePrices,
+    ValidatedSpec,
+)
 from metachat.validation import SpecError, UnknownAction, UnknownModel, validate_spec
 
 _PATH_CHARS = re.compile(r"^[A-Za-z0-9._~\-/{}]+$")
+
+
+class UsagePricesOverride(BaseModel):
+    """Points per image and per thousand tokens for a synchronous model (see `UsagePrices`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_image: Annotated[float, Field(ge=0)] | None = None
+    per_1k_input_tokens: Annotated[float, Field(ge=0)] | None = None
+    per_1k_output_tokens: Annotated[float, Field(ge=0)] | None = None
+
+    def prices(self) -> UsagePrices:
+        return UsagePrices(self.per_image, self.per_1k_input_tokens, self.per_1k_output_tokens)
 
 
 class CatalogueOverrides(BaseModel):
@@ -48,15 +69,28 @@ class CatalogueOverrides(BaseModel):
     prices: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
     expected_seconds: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     default_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    usage_prices: dict[str, UsagePricesOverride] = Field(default_factory=dict)
+    chat_models: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")]] = (
+        Field(default_factory=list)
+    )
 
 
 class Catalogue:
     """Every model the service can send upstream, with its actions and rules. Immutable."""
 
-    def __init__(self, models: Iterable[ModelSpec], *, balance_path: str, usage_path: str) -> None:
+    def __init__(
+        self,
+        models: Iterable[ModelSpec],
+        *,
+        balance_path: str,
+        usage_path: str,
+        llm_models_path: str = "models",
+    ) -> None:
         self._models: Mapping[str, ModelSpec] = MappingProxyType({m.id: m for m in models})
         self.balance_path = balance_path
         self.usage_path = usage_path
+        # the OpenAI-compatible host's model list (for `mcjobs upstream check`)
+        self.llm_models_path = llm_models_path
 
     @property
     def providers(self) -> tuple[Provider, ...]:
@@ -143,12 +177,20 @@ def build_catalogue(overrides: CatalogueOverrides | None = None) -> Catalogue:
     paths = {**DEFAULT_PATHS, **{k: v for k, v in overrides.paths.items() if k in DEFAULT_PATHS}}
     for key, path in overrides.paths.items():
         _check_path(key, path, result=key in RESULT_ENDPOINTS or key.endswith(":result"))
-    models = [_build_model(template, paths, overrides) for template in MODELS]
+    models = [_build_model(template, paths, overrides) for template in _templates(overrides)]
     return Catalogue(
         models,
         balance_path=_strip(paths["account.balance"]),
         usage_path=_strip(paths["account.usage"]),
+        llm_models_path=_strip(paths["llm.models"]),
     )
+
+
+def _templates(overrides: CatalogueOverrides) -> list[ModelTemplate]:
+    """The default models plus the operator's extra chat model ids."""
+    known = {template.id for template in MODELS}
+    extra = [chat_model(model_id) for model_id in dict.fromkeys(overrides.chat_models)]
+    return [*MODELS, *(template for template in extra if template.id not in known)]
 
 
 def _build_model(
@@ -157,7 +199,11 @@ def _build_model(
     actions: dict[str, ActionSpec] = {}
     for action in template.actions:
         scoped = f"{template.id}:{action.name}"
-        result_path = _strip(overrides.paths.get(f"{scoped}:result", paths[action.result_endpoint]))
+        result_path = ""  # a synchronous action has nothing to poll
+        if action.result_endpoint is not None:
+            result_path = _strip(
+                overrides.paths.get(f"{scoped}:result", paths[action.result_endpoint])
+            )
         fallback = None
         if action.result_fallback_endpoint is not None:
             fallback = _strip(paths[action.result_fallback_endpoint])
@@ -178,6 +224,7 @@ def _build_model(
             price_points=overrides.prices.get(scoped, overrides.prices.get(template.id)),
             default_params=_default_params(template, action, overrides),
             result_fallback_path=fallback if fallback != result_path else None,
+            usage_prices=_usage_prices(template, action, overrides),
         )
     return ModelSpec(
         id=template.id,
@@ -216,11 +263,20 @@ def _default_params(
     return MappingProxyType(chosen)
 
 
-def _scoped_keys() -> tuple[set[str], set[str]]:
+def _usage_prices(
+    template: ModelTemplate, action: ActionTemplate, overrides: CatalogueOverrides
+) -> UsagePrices:
+    chosen = overrides.usage_prices.get(
+        f"{template.id}:{action.name}", overrides.usage_prices.get(template.id)
+    )
+    return chosen.prices() if chosen is not None else UsagePrices()
+
+
+def _scoped_keys(overrides: CatalogueOverrides) -> tuple[set[str], set[str]]:
     """(``model`` and ``model:action`` keys, ``model:action:submit|result`` keys)."""
     scoped: set[str] = set()
     path_keys: set[str] = set()
-    for template in MODELS:
+    for template in _templates(overrides):
         scoped.add(template.id)
         for action in template.actions:
             scoped.add(f"{template.id}:{action.name}")
@@ -229,7 +285,7 @@ def _scoped_keys() -> tuple[set[str], set[str]]:
 
 
 def _check_override_keys(overrides: CatalogueOverrides) -> None:
-    scoped, path_keys = _scoped_keys()
+    scoped, path_keys = _scoped_keys(overrides)
     unknown = [
         *(
             f"paths[{k!r}]"
@@ -239,6 +295,7 @@ def _check_override_keys(overrides: CatalogueOverrides) -> None:
         *(f"prices[{k!r}]" for k in overrides.prices if k not in scoped),
         *(f"expected_seconds[{k!r}]" for k in overrides.expected_seconds if k not in scoped),
         *(f"default_params[{k!r}]" for k in overrides.default_params if k not in scoped),
+        *(f"usage_prices[{k!r}]" for k in overrides.usage_prices if k not in scoped),
     ]
     if unknown:
         raise ValueError(f"unknown catalogue override keys: {', '.join(unknown)}")

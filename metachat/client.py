@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from metachat import normalise
+from metachat import normalise, openai
 from metachat.bodies import has_inline_images, submit_body
 from metachat.catalogue import Catalogue
 from metachat.envelope import read_envelope
@@ -31,7 +31,8 @@ from metachat.errors import (
     UpstreamTransient,
     UpstreamUncertain,
 )
-from metachat.specs import path_with_id
+from metachat.openai import SyncAnswer
+from metachat.specs import ActionSpec, path_with_id
 from metachat.tasks import SubmitRequest, UpstreamTask, UsageRecord
 from metachat.transport import MetaChatTransport
 
@@ -39,6 +40,12 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = "mcjobs-metachat/1"
 REDACTED = "[redacted]"
+DEFAULT_LLM_BASE_URL = "https://llm-api.mmchat.xyz/v1"
+# A synchronous answer is its result: images take 10-120 s (our assumption from OpenAI's own
+# figures), so its read timeout is its own setting, far above a media submit's.
+DEFAULT_SYNC_READ_TIMEOUT = 180.0
+# Answers above this many bytes are parsed and decoded on a thread, off the event loop.
+_INLINE_PARSE_BYTES = 64 * 1024
 
 # httpx raises these before any byte of the request reached the server.
 _NOT_SENT: tuple[type[Exception], ...] = (
@@ -97,10 +104,14 @@ class MetaChatClient:
         base_url: str,
         api_key: str | None,
         app_id: str | None = None,
+        llm_base_url: str = DEFAULT_LLM_BASE_URL,
+        sync_read_timeout: float = DEFAULT_SYNC_READ_TIMEOUT,
     ) -> None:
         self._http = http
         self._catalogue = catalogue
         self._base_url = base_url.rstrip("/")
+        self._llm_base_url = llm_base_url.rstrip("/")
+        self._sync_read_timeout = sync_read_timeout
         self._headers = {"Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -123,6 +134,14 @@ class MetaChatClient:
         return self._base_url
 
     @property
+    def llm_base_url(self) -> str:
+        return self._llm_base_url
+
+    @property
+    def sync_read_timeout(self) -> float:
+        return self._sync_read_timeout
+
+    @property
     def sends_app_id(self) -> bool:
         """Whether requests carry ``X-App-ID`` (its value is never exposed)."""
         return "X-App-ID" in self._headers
@@ -140,6 +159,46 @@ class MetaChatClient:
             body = submit_body(action, request)
         data = await self._call("POST", action.submit_path, json=body, fetching=False)
         return normalise.submitted_task_id(data)
+
+    async def call(self, request: SubmitRequest) -> SyncAnswer:
+        """One synchronous call on the OpenAI-compatible host: its answer is the whole result
+        (images decoded from base64, text, token usage, cost). Errors as `submit`'s: an
+        `UpstreamUncertain` means the host may have done (and charged) the work unseen."""
+        action = self._catalogue.action(request.model, request.action)
+        if not action.sync:
+            raise ValueError(f"{request.model} {request.action} is not a synchronous action")
+        body = openai.request_body(action, request)
+        response = await self._send(
+            "POST",
+            f"{self._llm_base_url}/{action.submit_path}",
+            action.submit_path,
+            json=body,
+            read_limits=self._sync_timeout(),
+        )
+        if len(response.content) > _INLINE_PARSE_BYTES:
+            return await asyncio.to_thread(self._sync_answer, action, response)
+        return self._sync_answer(action, response)
+
+    def _sync_answer(self, action: ActionSpec, response: httpx.Response) -> SyncAnswer:
+        return openai.sync_answer(action, openai.read_answer(response, redact=self._redact))
+
+    async def llm_call_path(
+        self, method: str, path: str, *, json: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """One request to any path of the OpenAI-compatible host, read like every answer there
+        (for diagnostics, `metachat.probe`)."""
+        path = path.strip("/")
+        response = await self._send(method, f"{self._llm_base_url}/{path}", path, json=json)
+        return openai.read_answer(response, redact=self._redact)
+
+    def _sync_timeout(self) -> httpx.Timeout:
+        current = self._http.timeout
+        return httpx.Timeout(
+            connect=current.connect,
+            read=self._sync_read_timeout,
+            write=current.write,
+            pool=current.pool,
+        )
 
     async def fetch(self, model: str, action: str, task_id: str) -> UpstreamTask:
         """The task's current state. Every retryable error (``is_retryable``) is safe to retry.
@@ -215,11 +274,26 @@ class MetaChatClient:
         json: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
-        url = f"{self._base_url}/{path}"
+        response = await self._send(
+            method, f"{self._base_url}/{path}", path, json=json, params=params
+        )
+        return read_envelope(response, fetching=fetching, redact=self._redact)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        read_limits: httpx.Timeout | None = None,
+    ) -> httpx.Response:
         started = time.monotonic()
+        extra: dict[str, Any] = {} if read_limits is None else {"timeout": read_limits}
         try:
             response = await self._http.request(
-                method, url, json=json, params=params, headers=self._headers
+                method, url, json=json, params=params, headers=self._headers, **extra
             )
         except _NOT_SENT as exc:
             raise UpstreamTransient(
@@ -237,7 +311,7 @@ class MetaChatClient:
             response.status_code,
             time.monotonic() - started,
         )
-        return read_envelope(response, fetching=fetching, redact=self._redact)
+        return response
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:

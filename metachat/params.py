@@ -200,3 +200,66 @@ class GrokVideoParams(Params):
     duration: Annotated[int, Field(ge=1, le=15, description="Clip length in seconds.")] = 5
     ratio: Literal["adaptive", "16:9", "9:16", "4:3", "3:4", "1:1", "3:2", "2:3"] | None = None
     resolution: Literal["480p", "720p"] | None = None
+
+
+# --- the OpenAI-compatible host ---------------------------------------------------------------
+
+OPENAI_SIZE_PATTERN = r"^(auto|[1-9][0-9]{1,4}x[1-9][0-9]{1,4})$"
+
+
+class GptImageParams(Params):
+    """``gpt-image-1.5`` / ``gpt-image-1`` on ``images/generations`` and ``images/edits``: the
+    OpenAI Images API knobs (MetaChat relays them unchanged, our assumption)."""
+
+    size: Literal["auto", "1024x1024", "1536x1024", "1024x1536"] | None = None
+    quality: Literal["auto", "low", "medium", "high"] | None = None
+    background: Literal["auto", "transparent", "opaque"] | None = None
+    n: Annotated[int, Field(ge=1, le=10, description="How many images to generate.")] | None = None
+    output_format: Literal["png", "jpeg", "webp"] | None = None
+    output_compression: Annotated[int, Field(ge=0, le=100)] | None = None
+
+
+class GoogleImageParams(Params):
+    """Gemini image and Imagen models on the OpenAI-compatible images paths (the size strings
+    and the 1-4 count are our assumption)."""
+
+    n: ImageCount | None = None
+    # sent by default (catalogue default_params): OpenAI's images API answers with URLs unless
+    # asked for base64, which is what the service stores
+    response_format: Literal["b64_json"] | None = None
+    size: (
+        Annotated[
+            str,
+            StringConstraints(pattern=OPENAI_SIZE_PATTERN),
+            Field(description='"auto" or WIDTHxHEIGHT such as "1024x1024".'),
+        ]
+        | None
+    ) = None
+
+
+class ChatMessage(Params):
+    """One chat message: a role and its text (or OpenAI content parts, passed through)."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: (
+        Annotated[str, StringConstraints(max_length=200_000)]
+        | Annotated[list[dict[str, object]], Field(min_length=1, max_length=64)]
+    )
+
+
+class ChatParams(Params):
+    """Chat completions: the conversation and the usual sampling knobs. A job's ``prompt``, when
+    given, is sent as a last user message after ``messages``."""
+
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=256)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+    stop: (
+        Annotated[
+            list[Annotated[str, StringConstraints(min_length=1, max_length=64)]],
+            Field(max_length=4),
+        ]
+        | None
+    ) = None

@@ -17,12 +17,13 @@ probe is reported as such (``accepted``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from metachat.catalogue import Catalogue
-from metachat.client import MetaChatClient, make_http_client
+from metachat.client import DEFAULT_LLM_BASE_URL, MetaChatClient, make_http_client
 from metachat.errors import UpstreamError
 from metachat.probes import (
     PROBE_TASK_ID,
@@ -33,6 +34,7 @@ from metachat.probes import (
     account_probes,
     answered,
     classified,
+    llm_probes,
     probe_body,
     result_probes,
     submit_probes,
@@ -155,6 +157,7 @@ async def check_upstream(
     report.rows.extend(_row_of(group) for group in by_path.values())
     report.rows.extend(_row_of([answer]) for answer in results)
     report.rows.extend(_row_of([answer]) for answer in account)
+    report.rows.extend(_llm_rows(await run.all(llm_probes(client))))
 
     _suggest_result_fallbacks(client, results, report)
     working = _working_submit_paths(submits)
@@ -177,6 +180,7 @@ async def check_configured(
     api_key: str | None,
     app_id: str | None,
     overrides: Mapping[str, Any] | None = None,
+    llm_base_url: str = DEFAULT_LLM_BASE_URL,
     connect_timeout: float = 5.0,
     read_timeout: float = PROBE_READ_TIMEOUT,
 ) -> UpstreamReport:
@@ -186,7 +190,14 @@ async def check_configured(
     async with make_http_client(
         connect_timeout=connect_timeout, read_timeout=min(read_timeout, PROBE_READ_TIMEOUT)
     ) as http:
-        client = MetaChatClient(http, catalogue, base_url=base_url, api_key=api_key, app_id=app_id)
+        client = MetaChatClient(
+            http,
+            catalogue,
+            base_url=base_url,
+            api_key=api_key,
+            app_id=app_id,
+            llm_base_url=llm_base_url,
+        )
         return await check_upstream(client, overrides=overrides)
 
 
@@ -214,6 +225,10 @@ class _Run:
     async def _send(self, probe: Probe) -> Answer:
         self.requests += 1
         try:
+            if probe.kind.startswith("llm-"):
+                body = None if probe.kind == "llm-models" else probe.body
+                data: Any = await self.client.llm_call_path(probe.method, probe.path, json=body)
+                return answered(probe, data)
             data = await self.client.call_path(
                 probe.method,
                 probe.path,
@@ -268,6 +283,31 @@ def _row_of(answers: Sequence[Answer], *, relied_on: bool = True) -> Row:
         relied_on=relied_on,
         finding=finding,
     )
+
+
+def _llm_rows(answers: Sequence[Answer]) -> list[Row]:
+    """The OpenAI-compatible host: its model list (for information: the per-model probes are
+    the test) and one row per path and family. A chat model the host does not serve is noted
+    without failing the check while others are served: the chat ids are our assumption."""
+    rows: list[Row] = []
+    groups: dict[tuple[str, str], list[Answer]] = {}
+    for answer in answers:
+        if answer.probe.kind == "llm-models":
+            row = _row_of([answer], relied_on=False)
+            rows.append(dataclasses.replace(row, detail=_short(answer.message)))
+        else:
+            groups.setdefault((answer.probe.template, answer.probe.what), []).append(answer)
+    for (_, what), group in groups.items():
+        served = [a for a in group if a.finding is Finding.EXISTS]
+        refused = [a for a in group if a.finding is Finding.MODEL_REFUSED]
+        optional = (
+            what.startswith("openai-chat")
+            and bool(served)
+            and bool(refused)
+            and len(served) + len(refused) == len(group)
+        )
+        rows.append(_row_of(group, relied_on=not optional))
+    return rows
 
 
 def _short(text: str, limit: int = 120) -> str:

@@ -52,7 +52,7 @@ class Finding(StrEnum):
 class Probe:
     """One free request: where it goes, what it carries, and which catalogue entries use it."""
 
-    kind: str  # "submit", "result", "account", "alternative" or "mode"
+    kind: str  # "submit", "result", "account", "alternative", "mode", "llm-submit", "llm-models"
     what: str
     method: str
     template: str
@@ -101,7 +101,9 @@ def classified(probe: Probe, exc: UpstreamError) -> Answer:
 
 
 def answered(probe: Probe, data: Any) -> Answer:
-    if probe.kind in ("submit", "alternative", "mode"):
+    if probe.kind == "llm-models":
+        return _models_answer(probe, data)
+    if probe.kind in ("submit", "alternative", "mode", "llm-submit"):
         task = data.get("id") if isinstance(data, dict) else None
         named = f" (task {task})" if task else ""
         return Answer(probe, Finding.ACCEPTED, f"accepted the probe{named}: it may be charged")
@@ -161,6 +163,8 @@ def submit_probes(client: MetaChatClient) -> list[Probe]:
     seen: set[tuple[str, str | None]] = set()
     for model in client.catalogue.models:
         for action in model.actions.values():
+            if action.sync:
+                continue
             body = probe_body(model, action)
             if body is None:
                 continue
@@ -187,8 +191,11 @@ def result_probes(client: MetaChatClient) -> list[Probe]:
     labels: dict[str, set[str]] = {}
     for model in client.catalogue.models:
         for action in model.actions.values():
+            if action.sync:
+                continue
             template = ENDPOINTS[(model.id, action.name)]
-            labels.setdefault(action.result_path, set()).add(template.result_endpoint)
+            if template.result_endpoint is not None:
+                labels.setdefault(action.result_path, set()).add(template.result_endpoint)
             if action.result_fallback_path and template.result_fallback_endpoint:
                 fallback = template.result_fallback_endpoint
                 labels.setdefault(action.result_fallback_path, set()).add(fallback)
@@ -211,3 +218,69 @@ def account_probes(client: MetaChatClient) -> list[Probe]:
             query={"page": 1, "size": 1},
         ),
     ]
+
+
+# --- the OpenAI-compatible host ----------------------------------------------------------------
+
+
+def llm_probe_body(model: ModelSpec, action: ActionSpec) -> dict[str, Any]:
+    """A body the host must refuse before doing any work: an empty prompt, no messages."""
+    if action.body == "openai_chat":
+        return {"model": model.id, "messages": []}
+    body: dict[str, Any] = {"model": model.id, "prompt": ""}
+    if action.body == "openai_edits":
+        body["images"] = []
+    return body
+
+
+def llm_probes(client: MetaChatClient) -> list[Probe]:
+    """The host's model list, then each synchronous path once per model it serves."""
+    catalogue = client.catalogue
+    probes = [
+        Probe(
+            "llm-models",
+            "llm.models",
+            "GET",
+            catalogue.llm_models_path,
+            catalogue.llm_models_path,
+            body={"ours": sorted(m.id for m in catalogue.models if _is_sync(m))},
+        )
+    ]
+    for model in catalogue.models:
+        for action in model.actions.values():
+            if not action.sync:
+                continue
+            probes.append(
+                Probe(
+                    "llm-submit",
+                    f"{model.family} {action.name}",
+                    "POST",
+                    action.submit_path,
+                    action.submit_path,
+                    model=model.id,
+                    body=llm_probe_body(model, action),
+                )
+            )
+    return probes
+
+
+def _is_sync(model: ModelSpec) -> bool:
+    return any(action.sync for action in model.actions.values())
+
+
+def _models_answer(probe: Probe, data: Any) -> Answer:
+    """``GET models``: which of our synchronous models the host does not list."""
+    entries = data.get("data") if isinstance(data, dict) else None
+    listed = {str(entry.get("id")) for entry in entries or [] if isinstance(entry, dict)}
+    ours = list((probe.body or {}).get("ours", []))
+    absent = [model for model in ours if model not in listed]
+    if entries is None:
+        return Answer(probe, Finding.UNEXPECTED, "the model list has no data[]")
+    if absent:
+        return Answer(
+            probe,
+            Finding.MODEL_REFUSED,
+            f"lists {len(listed)} models; not {', '.join(absent)}",
+            allowed_models=tuple(sorted(listed)),
+        )
+    return Answer(probe, Finding.EXISTS, f"lists {len(listed)} models, all {len(ours)} of ours")

@@ -6,6 +6,7 @@ the operator's overrides, and `metachat.validation` checks a job spec against th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -14,26 +15,93 @@ from urllib.parse import quote
 
 from metachat.params import Params
 
-Provider = Literal["midjourney", "flux", "z-image", "seedream", "grok"]
+Provider = Literal[
+    "midjourney", "flux", "z-image", "seedream", "grok", "gpt-image", "google-image", "chat"
+]
 """Our provider vocabulary: the unit of rate limits and stats."""
 
-PROVIDERS: tuple[Provider, ...] = ("midjourney", "flux", "z-image", "seedream", "grok")
+PROVIDERS: tuple[Provider, ...] = (
+    "midjourney",
+    "flux",
+    "z-image",
+    "seedream",
+    "grok",
+    "gpt-image",
+    "google-image",
+    "chat",
+)
 
-Family = Literal["midjourney", "image", "video"]
-"""The upstream endpoint family a model is served by."""
+SYNC_PROVIDERS: frozenset[Provider] = frozenset({"gpt-image", "google-image", "chat"})
+"""Providers on the OpenAI-compatible host: each job is one synchronous call."""
 
-ResultField = Literal["image_url", "image_urls", "video_url", "prompts"]
-"""The field of the upstream task object that carries an action's output."""
+Family = Literal["midjourney", "image", "video", "openai-image", "openai-chat"]
+"""The upstream endpoint family a model is served by. The ``openai-*`` families live on the
+OpenAI-compatible host (``METACHAT_LLM_BASE_URL``) and answer in one synchronous call."""
 
-Produces = Literal["grid", "image", "images", "video", "prompts"]
+ResultField = Literal["image_url", "image_urls", "video_url", "prompts", "b64_json", "message"]
+"""The field of the upstream answer that carries an action's output."""
+
+Produces = Literal["grid", "image", "images", "video", "prompts", "text"]
 """What a finished task holds: a 2x2 Midjourney grid, one image, a list of images, ..."""
 
-BodyShape = Literal["generate", "follow_up"]
+BodyShape = Literal["generate", "follow_up", "openai_images", "openai_edits", "openai_chat"]
 """How the submit body is built.
 
 ``generate``: ``{model, prompt?, params?, images?}``.
 ``follow_up``: ``{id: <source task id>, index?, **params}`` for Midjourney transforms.
+``openai_images`` / ``openai_edits`` / ``openai_chat``: the OpenAI request shapes
+(`metachat.openai`); these actions are synchronous: the answer is the result.
 """
+
+SYNC_BODIES: frozenset[str] = frozenset({"openai_images", "openai_edits", "openai_chat"})
+
+
+@dataclass(frozen=True)
+class UsagePrices:
+    """Points from the usage a synchronous answer reports (all our settings: no price is
+    published). ``None`` everywhere means the cost is unknown, never 0.
+
+    ``per_image``: each image returned. ``per_1k_input_tokens`` / ``per_1k_output_tokens``:
+    each thousand tokens of the answer's ``usage``. The sum is rounded up to a whole point.
+    """
+
+    per_image: float | None = None
+    per_1k_input_tokens: float | None = None
+    per_1k_output_tokens: float | None = None
+
+    @property
+    def known(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.per_image, self.per_1k_input_tokens, self.per_1k_output_tokens)
+        )
+
+    def points(
+        self, *, images: int, input_tokens: int | None, output_tokens: int | None
+    ) -> int | None:
+        """The cost of one answer, or None when no price is set or a priced count is missing."""
+        if not self.known:
+            return None
+        total = 0.0
+        if self.per_image is not None:
+            total += self.per_image * images
+        for price, tokens in (
+            (self.per_1k_input_tokens, input_tokens),
+            (self.per_1k_output_tokens, output_tokens),
+        ):
+            if price is None:
+                continue
+            if tokens is None:
+                return None
+            total += price * tokens / 1000
+        return math.ceil(total - 1e-9)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "per_image": self.per_image,
+            "per_1k_input_tokens": self.per_1k_input_tokens,
+            "per_1k_output_tokens": self.per_1k_output_tokens,
+        }
 
 
 @dataclass(frozen=True)
@@ -125,6 +193,12 @@ class ActionSpec:
     price_points: int | None
     default_params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     result_fallback_path: str | None = None
+    usage_prices: UsagePrices = field(default_factory=UsagePrices)
+
+    @property
+    def sync(self) -> bool:
+        """Whether one call is the whole task (the OpenAI-compatible host): no task id, no poll."""
+        return self.body in SYNC_BODIES
 
     @property
     def needs_source(self) -> bool:
@@ -153,6 +227,8 @@ class ActionSpec:
             "expected_seconds": self.expected_seconds,
             "price_points": self.price_points,
             "default_params": dict(self.default_params),
+            "synchronous": self.sync,
+            "usage_prices": self.usage_prices.as_json() if self.sync else None,
         }
 
 

@@ -79,6 +79,9 @@ def validate_spec(
     if has_source and action.source is not None and action.source.replaces_images:
         images_rule = ImageRule()
     clean_images = _check_images(action.name, images_rule, images, errors)
+    chat = action.body == "openai_chat"
+    if chat and not errors and clean_prompt is None and not clean_params.get("messages"):
+        errors.append((("params", "messages"), "a chat needs messages or a prompt"))
     if errors:
         raise SpecError(errors)
     return ValidatedSpec(

@@ -40,6 +40,7 @@ def create_sim_app(config: SimConfig | None = None, *, clock: Clock | None = Non
         return JSONResponse(reply.body, reply.status_code, headers)
 
     _add_open_api(app, simulator, config.base_path.rstrip("/"), send)
+    _add_llm_api(app, simulator, config.llm_base_path.rstrip("/"), send)
     _add_admin(app, simulator)
 
     @app.get(OSS_PREFIX + "/{task_id}/{name}")
@@ -94,6 +95,34 @@ def _add_open_api(app: FastAPI, sim: Simulator, base: str, send: Sender) -> None
 
     app.add_api_route(f"{base}/{cfg.balance_path}", balance, methods=["GET"], name="balance")
     app.add_api_route(f"{base}/{cfg.usage_path}", usage, methods=["GET"], name="usage")
+
+
+def _add_llm_api(app: FastAPI, sim: Simulator, base: str, send: Sender) -> None:
+    """The OpenAI-compatible host's paths (``sim.openai``)."""
+
+    async def models(request: Request) -> Response:
+        return await send(sim.llm.models(request.headers))
+
+    async def generations(request: Request) -> Response:
+        body = await request.body()
+        return await send(sim.llm.images("images/generations", body, request.headers))
+
+    async def edits(request: Request) -> Response:
+        body = await request.body()
+        return await send(sim.llm.images("images/edits", body, request.headers))
+
+    async def chat(request: Request) -> Response:
+        return await send(sim.llm.chat(await request.body(), request.headers))
+
+    app.add_api_route(f"{base}/models", models, methods=["GET"], name="llm models")
+    app.add_api_route(f"{base}/images/generations", generations, methods=["POST"])
+    app.add_api_route(f"{base}/images/edits", edits, methods=["POST"])
+    app.add_api_route(f"{base}/chat/completions", chat, methods=["POST"])
+
+    @app.get(ADMIN_PREFIX + "/llm")
+    async def llm_view() -> dict[str, Any]:
+        """What the OpenAI-compatible host did, with every image it sent (sha256 each)."""
+        return {**sim.llm.stats.as_dict(), "sent": list(sim.llm.sent)}
 
 
 def _add_admin(app: FastAPI, sim: Simulator) -> None:

@@ -14,6 +14,26 @@ from sim.catalogue import DEFAULT_ACTION_POINTS, DEFAULT_DURATIONS, DEFAULT_MODE
 
 Rate = Field(default=0.0, ge=0.0, le=1.0)
 
+DEFAULT_LLM_MODELS = (
+    "gpt-image-1.5",
+    "gpt-image-1",
+    "gemini-2.5-flash-image",
+    "gemini-3-pro-image-preview",
+    "imagen-4.0-generate-001",
+    "imagen-4.0-ultra-generate-001",
+    "gpt-5",
+    "gpt-4.1",
+    "gpt-4o-mini",
+    "claude-sonnet-4-5",
+    "gemini-2.5-pro",
+    "gemini-2.5-flash",
+    "deepseek-chat",
+    "grok-4",
+    "qwen3-max",
+    "kimi-k2",
+    "glm-4.6",
+)
+
 
 class SimConfig(BaseModel):
     """How the simulated MetaChat behaves. Every field has a realistic default."""
@@ -72,6 +92,14 @@ class SimConfig(BaseModel):
     usage_path: str = "account/usage"
     public_base_url: str | None = None
     url_ttl_seconds: float | None = Field(default=None, gt=0.0)
+    # The OpenAI-compatible host: served under llm_base_path, answering after a lognormal
+    # latency around these medians (seconds, times time_scale); PNGs are this many pixels a side.
+    llm_base_path: str = "/v1"
+    llm_models: list[str] = Field(default_factory=lambda: list(DEFAULT_LLM_MODELS))
+    llm_durations: dict[str, float] = Field(
+        default_factory=lambda: {"image": 30.0, "edit": 40.0, "chat": 4.0}
+    )
+    llm_png_side: int = Field(default=64, ge=1, le=4096)
 
     @classmethod
     def for_profile(cls, profile: str = "realistic", **overrides: Any) -> SimConfig:

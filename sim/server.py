@@ -69,6 +69,11 @@ class SimServer:
         """What ``METACHAT_BASE_URL`` should be: the root plus ``/open/v1``."""
         return self.root_url + self.config.base_path.rstrip("/")
 
+    @property
+    def llm_base_url(self) -> str:
+        """What ``METACHAT_LLM_BASE_URL`` should be: the root plus ``/v1``."""
+        return self.root_url + self.config.llm_base_path.rstrip("/")
+
     def start(self, timeout: float = 10.0) -> SimServer:
         """Bind a free port, serve in a thread, and return once the simulator answers."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -28,6 +28,7 @@ from sim.catalogue import (
 from sim.clock import Clock, SystemClock
 from sim.config import SimConfig
 from sim.faults import Fault, TokenBucket, draw_fault
+from sim.openai import LlmHost
 from sim.replies import SimReply
 from sim.stats import SimStats
 from sim.storage import file_names, file_url, mp4_bytes, png_bytes
@@ -49,6 +50,7 @@ class Simulator:
         self.clock: Clock = clock or SystemClock()
         self._lock = threading.RLock()
         self.config = config
+        self.llm = LlmHost(self)
         self.reset()
 
     # --- admin -----------------------------------------------------------------------------
@@ -64,6 +66,7 @@ class Simulator:
             self.stats = SimStats()
             self.bucket = TokenBucket(cfg.rate_limit_rps, cfg.rate_limit_burst, self.clock.now())
             self._numbers = 0
+            self.llm.reset()
 
     def configure(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a partial config change; the extra key ``balance`` sets the current balance."""
@@ -97,6 +100,7 @@ class Simulator:
                 "reserved": self.book.reserved,
                 "points_spent": sum(r.points for r in self.book.usage),
                 "tasks": self.book.counts(now),
+                "llm": self.llm.stats.as_dict(),
             }
 
     def task_view(self, task_id: str) -> dict[str, object] | None:
@@ -268,6 +272,10 @@ class Simulator:
         if legacy and route.family is Family.IMAGE:
             return replace(route, models=tuple(m for m in route.models if m not in FLUX_MODELS))
         return route
+
+    def authorized(self, headers: Mapping[str, str]) -> bool:
+        """Whether the request carries an accepted key (and app id, when required)."""
+        return self._authorized(headers)
 
     def _authorized(self, headers: Mapping[str, str]) -> bool:
         scheme, _, key = headers.get("authorization", "").partition(" ")

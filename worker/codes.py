@@ -17,6 +17,7 @@ UPSTREAM_FAILED = "upstream_failed"
 INVALID_UPSTREAM_RESPONSE = "invalid_upstream_response"
 SOURCE_FAILED = "source_failed"
 INVALID_JOB = "invalid_job"
+RESULT_NOT_STORED = "result_not_stored"
 
 __all__ = [
     "BUDGET_EXCEEDED",
@@ -24,6 +25,7 @@ __all__ = [
     "DEADLINE_EXCEEDED",
     "INVALID_JOB",
     "INVALID_UPSTREAM_RESPONSE",
+    "RESULT_NOT_STORED",
     "SOURCE_FAILED",
     "SUBMIT_UNCERTAIN",
     "UPSTREAM_FAILED",

@@ -85,6 +85,8 @@ def build_pump_context(
         base_url=settings.metachat_base_url,
         api_key=api_key.get_secret_value() if api_key is not None else None,
         app_id=app_id.get_secret_value() if app_id is not None else None,
+        llm_base_url=settings.metachat_llm_base_url,
+        sync_read_timeout=settings.metachat_sync_read_timeout,
     )
     return PumpContext(
         db=db,

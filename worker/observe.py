@@ -12,6 +12,7 @@ from metachat.errors import (
     UpstreamTransient,
     UpstreamUncertain,
 )
+from metachat.openai import SyncAnswer
 from metachat.tasks import UpstreamTask
 
 
@@ -19,6 +20,8 @@ def outcome_label(outcome: object) -> str:
     """``accepted`` (a submit's task id), a task's state, or the kind of failure."""
     if isinstance(outcome, str):
         return "accepted"
+    if isinstance(outcome, SyncAnswer):
+        return "succeeded"
     if isinstance(outcome, UpstreamTask):
         return outcome.status if outcome.is_terminal else "running"
     if isinstance(outcome, UpstreamRateLimited):

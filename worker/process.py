@@ -25,6 +25,7 @@ from core.storage import open_storage
 from metachat.client import make_http_client
 from worker.archive import ArchiveContext, make_download_client
 from worker.context import PumpContext, build_pump_context
+from worker.sync_calls import SyncLane, store_images
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class WorkerProcess:
         self.owner = self.pumps.owner
         self._webhook_sender: Any = None
         self._archiver: ArchiveContext | None = None
+        self._sync_lane: SyncLane | None = None
+        self._lane_lock = threading.Lock()
         self._busy = threading.Lock()
         self._last_run: dict[str, float] = {}
         self.prune_backlog = False
@@ -103,6 +106,32 @@ class WorkerProcess:
             )
         return self._archiver
 
+    @property
+    def sync_lane(self) -> SyncLane:
+        """The synchronous calls' lane (`worker.sync_calls`), started on first use."""
+        with self._lane_lock:
+            if self._sync_lane is None:
+                settings = self.settings
+
+                def build(http: httpx.AsyncClient) -> PumpContext:
+                    return build_pump_context(
+                        settings, http=http, db=self.db, redis_client=self.redis, owner=self.owner
+                    )
+
+                self._sync_lane = SyncLane(
+                    settings, build, store=store_images(open_storage(settings))
+                )
+            return self._sync_lane
+
+    def wake_sync_lane(self) -> None:
+        """Let the synchronous lane claim; a lane that cannot start (a storage setting that
+        does not work) is logged and never holds up the other pumps."""
+        try:
+            self.sync_lane.wake()
+        except Exception:
+            if self.due_every("sync-lane-error", 60.0):
+                log.exception("the synchronous lane could not start; its jobs stay queued")
+
     def due_every(self, name: str, seconds: float) -> bool:
         """True at most once every `seconds` for `name` (and on the first call)."""
         now = time.monotonic()
@@ -133,6 +162,8 @@ class WorkerProcess:
     def close(self) -> None:
         """Close the clients on their own loop, then the loop."""
         try:
+            if self._sync_lane is not None:
+                self._sync_lane.close(timeout=self.settings.metachat_sync_read_timeout + 10.0)
             self.loop.run_until_complete(self.http.aclose())
             if self._archiver is not None:
                 self.loop.run_until_complete(self._archiver.http.aclose())

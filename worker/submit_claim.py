@@ -30,6 +30,7 @@ from core import claims
 from core.budget import BudgetLedger, estimate_points, open_ledger, preview_ledger
 from core.cancel import Ending, end_queued_jobs
 from core.tables import FAILED, QUEUED, RUNNING, SUCCEEDED, Job
+from metachat.specs import SYNC_PROVIDERS
 from metachat.tasks import SubmitRequest
 from metachat.validation import SpecError
 from worker import codes
@@ -97,17 +98,40 @@ def claim_limit(ctx: PumpContext) -> int:
     return max(1, min(ctx.settings.submit_batch_size, ctx.settings.metachat_max_connections))
 
 
-def claim_submits(ctx: PumpContext, *, now: dt.datetime, report: ClaimTally) -> list[SubmitWork]:
-    """Lease the queued jobs that may be submitted now (step 1)."""
+def claim_submits(
+    ctx: PumpContext,
+    *,
+    now: dt.datetime,
+    report: ClaimTally,
+    sync: bool = False,
+    limit: int | None = None,
+    lease_for: float | None = None,
+) -> list[SubmitWork]:
+    """Lease the queued jobs that may be submitted now (step 1).
+
+    ``sync``: the synchronous providers' jobs only (the OpenAI-compatible host, whose one call
+    is the whole job, `worker.sync_calls`), up to ``limit``, leased for ``lease_for`` seconds;
+    otherwise every other provider's.
+    """
     with ctx.db.read_session() as session:
-        plan = _look(ctx, session, now=now)
+        plan = _look(
+            ctx, session, now=now, sync=sync, limit=claim_limit(ctx) if limit is None else limit
+        )
     if not (plan.sendable or plan.unlikely or plan.deferred or plan.doomed):
         return []
     granted = _ask_limiter(ctx, plan)
     leased: list[SubmitWork] = []
     try:
         with ctx.db.session() as session:
-            work = _lease(ctx, session, plan, granted, now=now, report=report)
+            work = _lease(
+                ctx,
+                session,
+                plan,
+                granted,
+                now=now,
+                report=report,
+                lease_for=lease_seconds(ctx.settings) if lease_for is None else lease_for,
+            )
         leased = work
     finally:
         used = {item.job_id for item in leased}
@@ -118,13 +142,15 @@ def claim_submits(ctx: PumpContext, *, now: dt.datetime, report: ClaimTally) -> 
     return leased
 
 
-def _look(ctx: PumpContext, session: Session, *, now: dt.datetime) -> _Plan:
+def _look(ctx: PumpContext, session: Session, *, now: dt.datetime, sync: bool, limit: int) -> _Plan:
     """Step 1: the candidates in fair order and what can be decided about them without locks.
 
     A source job's state read here stays true: a succeeded or failed source never changes,
     and deferring a follow-up whose source finishes meanwhile only delays it a little.
     """
-    candidates = claims.submit_candidates(session, now=now, limit=claim_limit(ctx))
+    candidates = claims.submit_candidates(
+        session, now=now, limit=limit, providers=SYNC_PROVIDERS, exclude=not sync
+    )
     plan = _Plan()
     if not candidates:
         return plan
@@ -217,6 +243,7 @@ def _lease(
     *,
     now: dt.datetime,
     report: ClaimTally,
+    lease_for: float,
 ) -> list[SubmitWork]:
     """Step 3, in the lock order of `core.budget`: batches and keys, then jobs."""
     allowed = {job_id for job_ids in granted.values() for job_id in job_ids}
@@ -264,7 +291,7 @@ def _lease(
             status=QUEUED,
             owner=ctx.owner,
             now=now,
-            until=now + dt.timedelta(seconds=lease_seconds(ctx.settings)),
+            until=now + dt.timedelta(seconds=lease_for),
         )
     }
     ledger.undo([job_id for job_id in admitted if job_id not in won])

@@ -94,6 +94,8 @@ def _due_work(process: WorkerProcess, now: dt.datetime) -> claims.DueWork:
 
 async def _run_pump(process: WorkerProcess, kind: str, window: float) -> Any:
     if kind == "submit":
+        # the synchronous lane runs on its own thread: a wake-up only lets it claim
+        process.wake_sync_lane()
         return await run_submit_pump(process.pumps, window_seconds=window)
     if kind == "poll":
         return await run_poll_pump(process.pumps, window_seconds=window)
@@ -106,6 +108,8 @@ async def _run_pump(process: WorkerProcess, kind: str, window: float) -> Any:
 @_tick_task(nudge.SUBMIT_TICK)
 def submit_tick() -> None:
     process = current_process()
+    # the synchronous lane runs on its own thread: a wake-up only lets it claim
+    process.wake_sync_lane()
     process.run_tick(
         "submit", lambda: run_submit_pump(process.pumps, window_seconds=_window(process))
     )

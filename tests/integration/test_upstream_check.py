@@ -58,7 +58,12 @@ class Done:
 def upstream_check(sim: SimServer, *args: str, **env: str | None) -> Done:
     """Run the command with the simulator as MetaChat; ``env`` adds or (None) removes settings."""
     environ: dict[str, str | None] = {k: None for k in os.environ if k.startswith("METACHAT_")}
-    environ.update(METACHAT_BASE_URL=sim.base_url, METACHAT_API_KEY=API_KEY, COLUMNS="200")
+    environ.update(
+        METACHAT_BASE_URL=sim.base_url,
+        METACHAT_LLM_BASE_URL=sim.llm_base_url,
+        METACHAT_API_KEY=API_KEY,
+        COLUMNS="200",
+    )
     environ.update(env)
     get_settings.cache_clear()
     try:
@@ -74,6 +79,8 @@ def assert_nothing_billable(sim: SimServer) -> None:
     stats = sim.stats()
     assert (stats["tasks_created"], stats["points_spent"], stats["reserved"]) == (0, 0, 0)
     assert stats["duplicates"] == {}
+    llm = stats["llm"]
+    assert (llm["images_sent"], llm["chats"]) == (0, 0), "the OpenAI host did no paid work"
 
 
 def test_the_default_profile_has_every_path_and_no_task_is_created(
@@ -90,6 +97,9 @@ def test_the_default_profile_has_every_path_and_no_task_is_created(
     stats = sim.stats()
     assert stats["submit_requests"] >= 13, "every submit path was asked"
     assert stats["polls_unknown_id"] >= 3, "every result path was asked"
+    assert stats["llm"]["by_path"]["images/edits"] == 4, "each image model that edits was asked"
+    for path in ("images/generations", "chat/completions", "GET models"):
+        assert path in done.stdout
     assert_nothing_billable(sim)
 
 
@@ -173,7 +183,8 @@ def test_json_output_carries_the_same_verdict_for_scripts(
 
     report = json.loads(done.stdout)
     assert report["exit_code"] == done.returncode == 1
-    assert report["requests"] == sim.stats()["requests"]
+    stats = sim.stats()
+    assert report["requests"] == stats["requests"] + stats["llm"]["requests"]
     problems = [row for row in report["rows"] if row["problem"]]
     assert {row["path"] for row in problems} == {"image/generate", "flux/generate"}
     assert report["overrides"]["paths"]["flux-kontext:generate:submit"] == "flux/generate"

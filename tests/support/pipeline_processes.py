@@ -134,6 +134,7 @@ def running_pipeline(
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "METACHAT_BASE_URL": sim.base_url,
+            "METACHAT_LLM_BASE_URL": sim.llm_base_url,
             "METACHAT_API_KEY": "e2e-pipeline-key",
             # copies of results go to the test's own directory, never the checkout's var/
             "STORAGE_URL": str(logs / "files"),

@@ -56,6 +56,7 @@ async def _check(settings: Settings) -> UpstreamReport:
     return await check_configured(
         get_catalogue(settings.metachat_catalogue_overrides),
         base_url=settings.metachat_base_url,
+        llm_base_url=settings.metachat_llm_base_url,
         api_key=api_key.get_secret_value() if api_key is not None else None,
         app_id=app_id.get_secret_value() if app_id is not None else None,
         overrides=settings.metachat_catalogue_overrides,

@@ -15,7 +15,16 @@ def test_every_model_is_published_with_params_schema_and_duration(alice: ApiClie
 
     models = {model["id"]: model for model in catalogue["models"]}
     assert {"mj-v7", "flux-2-pro", "z-image-turbo", "grok-imagine-video-1.5-preview"} <= set(models)
-    assert set(catalogue["providers"]) == {"midjourney", "flux", "z-image", "seedream", "grok"}
+    assert set(catalogue["providers"]) == {
+        "midjourney",
+        "flux",
+        "z-image",
+        "seedream",
+        "grok",
+        "gpt-image",
+        "google-image",
+        "chat",
+    }
     for model in models.values():
         for action in model["actions"]:
             assert action["params"]["type"] == "object"

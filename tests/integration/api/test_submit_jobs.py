@@ -74,7 +74,54 @@ BAD_SPECS = [
     pytest.param(
         mj_spec(images=[{"url": "file:///etc/passwd"}]), ["images", 0, "url"], id="file-image"
     ),
+    pytest.param(
+        {"model": "gpt-image-1.5", "prompt": "x", "params": {"n": 11}},
+        ["params", "n"],
+        id="gpt-image-too-many",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "action": "edit", "prompt": "x"}, ["images"], id="edit-no-image"
+    ),
+    pytest.param({"model": "gpt-4.1"}, ["params", "messages"], id="chat-without-messages"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "provider", "action"),
+    [
+        (
+            {
+                "model": "gpt-image-1.5",
+                "prompt": "a paper crane",
+                "params": {"size": "1024x1024", "quality": "high", "background": "opaque"},
+            },
+            "gpt-image",
+            "generate",
+        ),
+        (
+            {"model": "imagen-4.0-generate-001", "prompt": "a fox", "params": {"n": 2}},
+            "google-image",
+            "generate",
+        ),
+        (
+            {
+                "model": "claude-sonnet-4-5",
+                "params": {"messages": [{"role": "user", "content": "hi"}]},
+            },
+            "chat",
+            "chat",
+        ),
+    ],
+    ids=["gpt-image", "imagen", "chat"],
+)
+def test_jobs_for_the_openai_compatible_host_are_queued(
+    alice: ApiClient, spec: dict[str, Any], provider: str, action: str
+) -> None:
+    response = alice.post("/v1/jobs", json=spec)
+
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert (job["provider"], job["action"], job["status"]) == (provider, action, "queued")
 
 
 @pytest.mark.parametrize(("spec", "loc"), BAD_SPECS)

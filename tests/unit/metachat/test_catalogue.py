@@ -31,6 +31,30 @@ IMAGE_MODELS = {
     "grok-imagine-image-quality": "grok",
 }
 GROK_VIDEO = "grok-imagine-video-1.5-preview"
+OPENAI_HOST_MODELS = {
+    "gpt-image-1.5": "gpt-image",
+    "gpt-image-1": "gpt-image",
+    "gemini-2.5-flash-image": "google-image",
+    "gemini-3-pro-image-preview": "google-image",
+    "imagen-4.0-generate-001": "google-image",
+    "imagen-4.0-ultra-generate-001": "google-image",
+    **dict.fromkeys(
+        [
+            "gpt-5",
+            "gpt-4.1",
+            "gpt-4o-mini",
+            "claude-sonnet-4-5",
+            "gemini-2.5-pro",
+            "gemini-2.5-flash",
+            "deepseek-chat",
+            "grok-4",
+            "qwen3-max",
+            "kimi-k2",
+            "glm-4.6",
+        ],
+        "chat",
+    ),
+}
 PNG_DATA_URL = (
     "data:image/png;base64,"
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -62,6 +86,7 @@ def test_every_upstream_model_id_is_listed_with_its_provider() -> None:
         "mj-video-v1": "midjourney",
         **IMAGE_MODELS,
         GROK_VIDEO: "grok",
+        **OPENAI_HOST_MODELS,
     }
     assert listed == expected
     assert set(listed.values()) == set(PROVIDERS)
@@ -113,7 +138,7 @@ def test_midjourney_actions_know_their_path_and_source_needs(
 
 def test_unknown_model_points_at_the_model_field_and_lists_known_ids() -> None:
     with pytest.raises(UnknownModel) as caught:
-        CATALOGUE.validate(**spec(model="gpt-image-1"))
+        CATALOGUE.validate(**spec(model="dall-e-3"))
     assert caught.value.errors[0][0] == ("model",)
     assert "mj-v7" in caught.value.errors[0][1]
 
@@ -484,7 +509,7 @@ def test_overrides_set_prices_and_durations_most_specific_first() -> None:
     [
         {"paths": {"midjourney.upscal": "x"}},
         {"paths": {"flux-kontext:imagine:submit": "x"}},
-        {"prices": {"gpt-image-1": 3}},
+        {"prices": {"dall-e-3": 3}},
         {"expected_seconds": {"mj-v7:generate": 3}},
         {"paths": {"image.result": "image/result"}},
         {"paths": {"image.generate": "image/{id}"}},

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from metachat import CatalogueOverrides
+from metachat import CatalogueOverrides, build_catalogue
 from metachat.probe import (
     EXIT_AUTH,
     EXIT_INCONCLUSIVE,
@@ -21,6 +21,7 @@ from metachat.probe import (
     UpstreamReport,
     check_upstream,
 )
+from metachat.specs import SYNC_PROVIDERS
 from tests.unit.metachat.conftest import APP_ID, Upstream, make_client
 
 pytestmark = pytest.mark.anyio
@@ -40,6 +41,8 @@ def metachat(special: Special = lambda request: None) -> Upstream:
         answer = special(request)
         if answer is not None:
             return answer
+        if request.url.host == LLM_HOST:
+            return openai_host(request)
         path = request.url.path.removeprefix("/open/v1/")
         if path == "account/balance":
             return httpx.Response(200, json={"status": "Success", "data": {"balance": 120}})
@@ -52,6 +55,26 @@ def metachat(special: Special = lambda request: None) -> Upstream:
         return httpx.Response(200, json=REFUSED)
 
     return Upstream(respond)
+
+
+LLM_HOST = "llm-api.mmchat.xyz"
+SYNC_MODELS = [m.id for m in build_catalogue().models if m.provider in SYNC_PROVIDERS]
+EMPTY_PROMPT = {
+    "error": {
+        "message": "Invalid 'prompt': empty string.",
+        "type": "invalid_request_error",
+        "param": "prompt",
+        "code": None,
+    }
+}
+
+
+def openai_host(request: httpx.Request) -> httpx.Response:
+    """The OpenAI-compatible host: its model list, and a refusal of every empty request."""
+    if request.url.path == "/v1/models":
+        listed = [{"id": model} for model in SYNC_MODELS]
+        return httpx.Response(200, json={"object": "list", "data": listed})
+    return httpx.Response(400, json=EMPTY_PROMPT)
 
 
 async def check(
@@ -84,12 +107,42 @@ async def test_every_path_refusing_the_probes_is_all_present_and_nothing_is_acce
     submits = [body(r) for r in upstream.requests if r.method == "POST"]
     # Every submit carries what makes it impossible: an empty prompt, no images, or no source.
     assert all(
-        b.get("prompt") == "" or b.get("images") == [] or b.get("id") == "mcjobs-probe-0"
+        b.get("prompt") == ""
+        or b.get("images") == []
+        or b.get("messages") == []
+        or b.get("id") == "mcjobs-probe-0"
         for b in submits
     )
     paths = {r.path for r in report.rows}
     assert {"midjourney/imagine", "midjourney/pan", "image/generate", "video/generate"} <= paths
     assert {"midjourney/result/{id}", "image/result/{id}", "account/usage"} <= paths
+    assert {"images/generations", "images/edits", "chat/completions", "models"} <= paths
+
+
+async def test_the_openai_host_rows_say_which_models_it_does_not_serve() -> None:
+    def without_imagen(request: httpx.Request) -> httpx.Response | None:
+        if request.url.host != LLM_HOST:
+            return None
+        if request.url.path == "/v1/models":
+            listed = [{"id": m} for m in SYNC_MODELS if not m.startswith(("imagen", "kimi"))]
+            return httpx.Response(200, json={"data": listed})
+        model = body(request).get("model", "")
+        if model.startswith(("imagen", "kimi")):
+            error = {"message": "no such model", "type": "invalid_request_error"}
+            return httpx.Response(404, json={"error": {**error, "code": "model_not_found"}})
+        return None
+
+    report = await check(metachat(without_imagen))
+    models = row(report, "llm.models")
+    assert (models.answer, models.problem) == ("model refused", False)
+    assert "imagen-4.0-generate-001" in models.detail
+    images = row(report, "openai-image generate")
+    assert (images.answer, images.problem) == ("model refused", True)
+    assert "imagen-4.0-generate-001" in images.detail
+    # a chat id the host lacks is noted, not a failure: the chat ids are our assumption
+    chat = row(report, "openai-chat chat")
+    assert (chat.answer, chat.problem) == ("model refused", False)
+    assert report.exit_code == EXIT_MISCONFIGURED
 
 
 async def test_a_missing_path_without_alternative_fails_the_check_without_overrides() -> None:

@@ -48,6 +48,7 @@ SERVICE_ENV = {
     "POLL_TIME_SCALE": "0.02",  # the `fast` simulator runs at 2% of real durations
     "WEBHOOK_TIME_SCALE": "0.02",
     "WEBHOOK_ALLOW_PRIVATE": "true",
+    "ARCHIVE_ALLOW_PRIVATE": "true",
     "METACHAT_READ_TIMEOUT": "2",  # shorter than the simulator's hang: a hung submit times out
     "LEASE_SECONDS": "5",  # a SIGKILLed worker's rows come back after this long
     "PROVIDER_RATE_PER_SECOND": '{"default": 50}',

@@ -120,6 +120,9 @@ def ours_env(sim_url: str) -> dict[str, str]:
         "METACHAT_BASE_URL": sim_url,
         "METACHAT_API_KEY": SIM_API_KEY,
         "POLL_TIME_SCALE": POLL_TIME_SCALE,
+        # the reference only records upstream URLs: copying the files is measured on its own
+        # (the archive section), not inside this comparison
+        "ARCHIVE_ENABLED": "false",
         **UNLIMITED_PROVIDERS,
     }
 

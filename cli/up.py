@@ -183,6 +183,7 @@ def up(
             env["METACHAT_API_KEY"] = SIM_API_KEY
             # A local demo sends webhooks to local receivers (`mcjobs webhooks listen`).
             env.setdefault("WEBHOOK_ALLOW_PRIVATE", "true")
+            env.setdefault("ARCHIVE_ALLOW_PRIVATE", "true")
             typer.echo(f"simulator  {env['METACHAT_BASE_URL']} (no METACHAT_API_KEY set)")
 
         os.environ.update(env)

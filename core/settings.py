@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # the API's address as clients reach it: the stable file URLs in results and webhooks
     public_base_url: str | None = None
     archive_enabled: bool = True
+    # result URLs that resolve to loopback, private or link-local addresses are refused unless
+    # this is set (development and tests, where the simulator serves files on 127.0.0.1)
+    archive_allow_private: bool = False
     archive_batch_size: int = Field(default=50, ge=1)
     archive_concurrency: int = Field(default=8, ge=1)
     archive_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)

@@ -120,6 +120,7 @@ def settings_for(redis_url: str) -> object:
             "database_url": database_url,
             "redis_url": redis_url,
             "webhook_allow_private": True,
+            "archive_allow_private": True,
             "metachat_api_key": "test-key",
             # webhook tests look at deliveries alone; the storage tests turn the wait on
             "archive_webhook_wait_seconds": 0,

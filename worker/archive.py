@@ -38,6 +38,7 @@ from core.files import image_dimensions
 from core.settings import Settings
 from core.storage import ResultStore, file_key
 from core.tables import utcnow
+from core.webhooks.ssrf import DestinationRefused, resolve_destination
 from worker.offload import Offload
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,9 @@ def lease_seconds(settings: Settings) -> float:
     return 2 * settings.archive_timeout_seconds + WRITE_MARGIN_SECONDS
 
 
-def make_download_client(settings: Settings) -> httpx.AsyncClient:
+def make_download_client(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
     """The client that fetches result files: no MetaChat credentials, redirects followed (CDNs
     redirect to their edge), a connection per concurrent copy."""
     timeout = httpx.Timeout(
@@ -74,7 +77,29 @@ def make_download_client(settings: Settings) -> httpx.AsyncClient:
         max_connections=settings.archive_concurrency,
         max_keepalive_connections=settings.archive_concurrency,
     )
-    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=True)
+    hooks = [] if settings.archive_allow_private else [_refuse_private_destination]
+    return httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=True,
+        event_hooks={"request": hooks},
+        transport=transport,
+    )
+
+
+async def _refuse_private_destination(request: httpx.Request) -> None:
+    """Refuse a result URL, or any redirect on the way, whose host is not on the public
+    internet (the webhooks' rule, `core.webhooks.ssrf`): a result URL comes from upstream, and
+    what it names is fetched by us and served to the tenant, so it must not reach our network.
+    The lookup runs in a thread (it blocks)."""
+    try:
+        await asyncio.to_thread(resolve_destination, str(request.url), allow_private=False)
+    except DestinationRefused as exc:
+        # what the name resolves to is not said: the message reaches the tenant
+        raise CopyRefused(
+            f"the host {request.url.host!r} is not a public address; result files are copied "
+            "only from public addresses (ARCHIVE_ALLOW_PRIVATE)"
+        ) from exc
 
 
 @dataclass

@@ -41,6 +41,7 @@ def service() -> Iterator[RunningService]:
             "METACHAT_API_KEY": "sim-any-key",
             "POLL_TIME_SCALE": "0.02",
             "WEBHOOK_ALLOW_PRIVATE": "true",
+            "ARCHIVE_ALLOW_PRIVATE": "true",
         }
         api_url = stack.start_api(env)
         stack.start_worker(env, concurrency=2)

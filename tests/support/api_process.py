@@ -57,6 +57,7 @@ def api_process(
         "REDIS_URL": redis_url,
         "METACHAT_API_KEY": "test-key",
         "WEBHOOK_ALLOW_PRIVATE": "true",
+        "ARCHIVE_ALLOW_PRIVATE": "true",
         "STORAGE_URL": str(logs / "files"),
         **(env or {}),
     }

@@ -29,6 +29,7 @@ FAST_PIPELINE_ENV = {
     "PROVIDER_RATE_PER_SECOND": '{"default": 100}',
     "PROVIDER_MAX_IN_FLIGHT": '{"default": 1000}',
     "WEBHOOK_ALLOW_PRIVATE": "true",
+    "ARCHIVE_ALLOW_PRIVATE": "true",
 }
 
 

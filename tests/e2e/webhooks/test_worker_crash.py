@@ -31,6 +31,7 @@ def worker(db_url: str, redis_url: str, log: Path) -> Iterator[subprocess.Popen[
         "METACHAT_BASE_URL": "http://127.0.0.1:9/open/v1",  # no upstream work in this test
         "METACHAT_API_KEY": "test-key",
         "WEBHOOK_ALLOW_PRIVATE": "true",
+        "ARCHIVE_ALLOW_PRIVATE": "true",
         "WEBHOOK_TIMEOUT_SECONDS": "2",
         "LEASE_SECONDS": "1",
         # no beat ticks the archive pump here: the webhook must not wait for it

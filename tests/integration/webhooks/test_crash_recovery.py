@@ -58,6 +58,7 @@ def test_a_pump_process_killed_mid_send_leads_to_a_later_delivery_with_the_same_
             "DATABASE_URL": db_url,
             "REDIS_URL": redis_url,
             "WEBHOOK_ALLOW_PRIVATE": "true",
+            "ARCHIVE_ALLOW_PRIVATE": "true",
             "WEBHOOK_TIMEOUT_SECONDS": "2",
             "LEASE_SECONDS": "1",
             "PUMP_OWNER": "doomed-worker",

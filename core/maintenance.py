@@ -378,7 +378,8 @@ def _rowcount(result: object) -> int:
 
 
 def pending_work(session: Session, *, now: dt.datetime, grace: float) -> set[str]:
-    """Which steps have anything to do, read cheaply so an idle pass takes no write lock."""
+    """Which steps have anything to do, read in one statement so an idle pass is one read
+    and takes no write lock."""
     lease_expired = and_(Job.lease_until.is_not(None), Job.lease_until < now)
     checks = {
         "abandoned": and_(Job.status == QUEUED, Job.lease_owner.is_not(None), lease_expired),
@@ -387,15 +388,14 @@ def pending_work(session: Session, *, now: dt.datetime, grace: float) -> set[str
             and_(_overdue(now), Job.upstream_task_id.is_(None)), _unpolled_overdue(now, grace)
         ),
     }
-    due = {
-        name
-        for name, where in checks.items()
-        if session.execute(select(Job.id).where(where).limit(1)).first()
-    }
-    finished = select(Batch.id).where(_unfinished_batch(), ~_has_active_jobs(Batch.id)).limit(1)
-    if session.execute(finished).first():
-        due.add("batches")
-    return due
+    finished = and_(_unfinished_batch(), ~_has_active_jobs(Batch.id))
+    probes = [
+        select(Job.id).where(where).limit(1).exists().label(name) for name, where in checks.items()
+    ]
+    probes.append(select(Batch.id).where(finished).limit(1).exists().label("batches"))
+    # one statement for every step, each part a LIMIT 1 on its own index
+    row = session.execute(select(*probes)).one()
+    return {name for name, found in row._mapping.items() if found}
 
 
 def run_maintenance(

@@ -128,6 +128,8 @@ def test_a_worker_killed_mid_call_leaves_its_jobs_submit_uncertain_and_never_res
             what=f"the abandoned calls to be settled\n{processes.log_tail()}",
         )
         host = httpx.get(f"{pipeline.sim.root_url}/_sim/llm").json()
+        # read while the pipeline's database handle is open (it is disposed on the way out)
+        ended = jobs(db, ids)
 
-    assert {(j.status, j.error_code) for j in jobs(db, ids)} == {("failed", "submit_uncertain")}
+    assert {(j.status, j.error_code) for j in ended} == {("failed", "submit_uncertain")}
     assert host["by_path"]["images/generations"] == 6, "an uncertain call was sent again"

@@ -100,6 +100,18 @@ class DueWork:
         return found
 
 
+def _earliest_due(status: str, now: dt.datetime) -> Any:
+    """The earliest ``due_at`` of unleased ``status`` rows: an ``ORDER BY due_at LIMIT 1`` on
+    the ``(status, due_at)`` index, as a scalar subquery."""
+    return (
+        select(Job.due_at)
+        .where(Job.status == status, Job.due_at.is_not(None), _lease_free(now))
+        .order_by(Job.due_at)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 def due_work(session: Session, *, now: dt.datetime) -> DueWork:
     """Whether the submit, poll, deliver and archive pumps have anything to do, in one statement.
 
@@ -118,15 +130,6 @@ def due_work(session: Session, *, now: dt.datetime) -> DueWork:
         .limit(1)
         .scalar_subquery()
     )
-
-    def earliest(status: str) -> Any:
-        return (
-            select(Job.due_at)
-            .where(Job.status == status, Job.due_at.is_not(None), _lease_free(now))
-            .order_by(Job.due_at)
-            .limit(1)
-            .scalar_subquery()
-        )
 
     delivery = (
         select(WebhookDelivery.id)
@@ -151,8 +154,8 @@ def due_work(session: Session, *, now: dt.datetime) -> DueWork:
     row = session.execute(
         select(
             submit.label("submit"),
-            earliest(RUNNING).label("running"),
-            earliest(TIMED_OUT).label("timed_out"),
+            _earliest_due(RUNNING, now).label("running"),
+            _earliest_due(TIMED_OUT, now).label("timed_out"),
             delivery.label("delivery"),
             archive.label("archive"),
         )
@@ -395,17 +398,11 @@ def next_poll_due(session: Session, *, now: dt.datetime) -> dict[str, dt.datetim
     the read stops at the first unleased row instead of scanning every running job.
     """
 
-    def earliest(status: str) -> Any:
-        return (
-            select(Job.due_at)
-            .where(Job.status == status, Job.due_at.is_not(None), _lease_free(now))
-            .order_by(Job.due_at)
-            .limit(1)
-            .scalar_subquery()
-        )
-
     running, timed_out = session.execute(
-        select(earliest(RUNNING).label("running"), earliest(TIMED_OUT).label("timed_out"))
+        select(
+            _earliest_due(RUNNING, now).label("running"),
+            _earliest_due(TIMED_OUT, now).label("timed_out"),
+        )
     ).one()
     found = {RUNNING: running, TIMED_OUT: timed_out}
     return {status: _aware(value) for status, value in found.items() if value is not None}

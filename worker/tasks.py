@@ -23,7 +23,7 @@ from worker.archive import ArchiveReport, prune_files, run_archive_pump
 from worker.balance import BALANCE_EVERY_SECONDS, refresh_upstream_balance
 from worker.celery_app import app
 from worker.poll import run_poll_pump
-from worker.process import PRUNE_EVERY_SECONDS, WorkerProcess, current_process
+from worker.process import WorkerProcess, current_process
 from worker.submit import run_submit_pump
 
 
@@ -105,20 +105,23 @@ async def _run_pump(process: WorkerProcess, kind: str, window: float) -> Any:
     return await delivering if delivering is not None else None
 
 
+def _pump_tick(kind: str) -> None:
+    """A pump's own tick (a pulse's hand-out or the API's nudge): the pump the pulse would run."""
+    process = current_process()
+    if kind == "submit":
+        # woken even while this process is busy: the lane runs on its own thread
+        process.wake_sync_lane()
+    process.run_tick(kind, lambda: _run_pump(process, kind, _window(process)))
+
+
 @_tick_task(nudge.SUBMIT_TICK)
 def submit_tick() -> None:
-    process = current_process()
-    # the synchronous lane runs on its own thread: a wake-up only lets it claim
-    process.wake_sync_lane()
-    process.run_tick(
-        "submit", lambda: run_submit_pump(process.pumps, window_seconds=_window(process))
-    )
+    _pump_tick("submit")
 
 
 @_tick_task(nudge.POLL_TICK)
 def poll_tick() -> None:
-    process = current_process()
-    process.run_tick("poll", lambda: run_poll_pump(process.pumps, window_seconds=_window(process)))
+    _pump_tick("poll")
 
 
 @_tick_task(nudge.MAINTENANCE_TICK)
@@ -145,8 +148,7 @@ async def _maintain(process: WorkerProcess, *, include_prune: bool) -> Maintenan
 
 @_tick_task(nudge.DELIVER_TICK)
 def deliver_tick() -> None:
-    process = current_process()
-    process.run_tick("deliver", lambda: _deliver(process))
+    _pump_tick("deliver")
 
 
 def _deliver(process: WorkerProcess) -> Any:
@@ -159,15 +161,12 @@ def _deliver(process: WorkerProcess) -> Any:
 
 @_tick_task(nudge.ARCHIVE_TICK)
 def archive_tick() -> None:
-    process = current_process()
-    process.run_tick("archive", lambda: _archive(process))
+    _pump_tick("archive")
 
 
 async def _archive(process: WorkerProcess) -> ArchiveReport:
-    report = await run_archive_pump(process.archiver, window_seconds=_window(process))
-    if process.due_every("prune_files", PRUNE_EVERY_SECONDS):
-        await _prune_files(process)
-    return report
+    # stored files are pruned by the pulse, just before the jobs they belong to
+    return await run_archive_pump(process.archiver, window_seconds=_window(process))
 
 
 async def _prune_files(process: WorkerProcess) -> None:
